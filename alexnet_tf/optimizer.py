@@ -1,0 +1,200 @@
+"""The paper's SGD update and its learning-rate schedules.
+
+Krizhevsky et al. (2012), section 5, train with stochastic gradient descent, batch 128,
+momentum 0.9 and weight decay 0.0005, with the update
+
+    v <- 0.9 * v - 0.0005 * lr * w - lr * dL/dw
+    w <- w + v
+
+Weight decay sits INSIDE the momentum (scaled by the learning rate and accumulated in v).
+It is not Keras' decoupled `weight_decay` (w <- w - lr * wd * w, outside the momentum).
+An L2 term 0.00025 * sum(w^2) in the loss would give the same update in exact arithmetic,
+but it would inflate the reported loss and pass through fp16 loss scaling; `PaperSGD`
+applies the rule itself, in the variables' float32.
+
+The learning rate starts at 0.01 and is "divided by 10 when the validation error rate
+stopped improving with the current learning rate", three times in all.
+`PlateauSchedule` does that with a patience; `StepSchedule` divides at fixed epochs.
+Both keep their state in variables so it is saved with the checkpoint.
+"""
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="alexnet_tf")
+class PaperSGD(keras.optimizers.Optimizer):
+    """SGD with momentum and weight decay inside the momentum, as in the AlexNet paper.
+
+    Works under `tf.distribute` strategies (Keras all-reduces the gradients and updates
+    mirrored slots per replica) and is checkpointable with `tf.train.Checkpoint`: the
+    momentum slots, the iteration count and the learning-rate variable are tracked.
+
+    Args:
+      learning_rate: float (stored in a variable, so the trainer can assign to it).
+      momentum: the 0.9 of the paper, in [0, 1).
+      weight_decay: the 0.0005 of the paper, >= 0; multiplies lr * w inside the momentum.
+      name: optimizer name.
+      **kwargs: other `keras.optimizers.Optimizer` arguments (e.g. `loss_scale_factor`);
+        Keras' own decoupled `weight_decay` is deliberately not reachable.
+
+    Raises:
+      ValueError: momentum or weight_decay out of range.
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, weight_decay=0.0005,
+                 name="paper_sgd", **kwargs):
+        # weight_decay=None for the base class: the base would otherwise apply the
+        # decoupled decay w <- w - lr * wd * w on top of ours.
+        super().__init__(learning_rate=learning_rate, name=name, weight_decay=None, **kwargs)
+        if not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
+            raise ValueError(f"PaperSGD momentum must be a float in [0, 1), got {momentum!r}")
+        if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+            raise ValueError(f"PaperSGD weight_decay must be a float >= 0, got {weight_decay!r}")
+        self.momentum = float(momentum)
+        self.paper_weight_decay = float(weight_decay)
+
+    def build(self, variables):
+        """Creates one velocity slot per variable, initialised to zero."""
+        if self.built:
+            return
+        super().build(variables)
+        self.velocities = self.add_optimizer_variables(variables, "velocity")
+
+    def update_step(self, gradient, variable, learning_rate):
+        """v <- m * v - wd * lr * w - lr * g;  w <- w + v."""
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        velocity = self.velocities[self._get_variable_index(variable)]
+        momentum = ops.cast(self.momentum, variable.dtype)
+        decay = ops.cast(self.paper_weight_decay, variable.dtype)
+        new_velocity = ops.subtract(
+                ops.subtract(ops.multiply(velocity, momentum),
+                             ops.multiply(ops.multiply(decay, learning_rate), variable)),
+                ops.multiply(learning_rate, gradient))
+        self.assign(velocity, new_velocity)
+        self.assign_add(variable, velocity)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"momentum": self.momentum, "weight_decay": self.paper_weight_decay})
+        return config
+
+
+def _check_factor(factor):
+    if not 0.0 < factor < 1.0:
+        raise ValueError(f"learning-rate factor must be in (0, 1), got {factor!r}")
+
+
+class PlateauSchedule(tf.Module):
+    """Divides the learning rate by 1/factor when the validation error stops improving.
+
+    After each epoch's validation, `update(error)` compares the error with the best so
+    far. An epoch counts as an improvement when the error drops by more than
+    `min_delta`; after `patience` epochs in a row without one, the rate is multiplied by
+    `factor` (and the count starts again), at most `max_reductions` times.
+
+    Args:
+      initial_learning_rate: the 0.01 of the paper.
+      factor: multiplier applied at each reduction (0.1 in the paper).
+      patience: epochs without improvement before a reduction (>= 1).
+      max_reductions: the paper reduced three times.
+      min_delta: the smallest drop in error (as a fraction, e.g. 0.001) that counts.
+    """
+
+    def __init__(self, initial_learning_rate: float, factor: float = 0.1, patience: int = 5,
+                 max_reductions: int = 3, min_delta: float = 0.0, name="plateau_schedule"):
+        super().__init__(name=name)
+        _check_factor(factor)
+        if initial_learning_rate <= 0:
+            raise ValueError(f"initial_learning_rate must be > 0, got {initial_learning_rate!r}")
+        if patience < 1 or max_reductions < 0 or min_delta < 0:
+            raise ValueError("PlateauSchedule needs patience >= 1, max_reductions >= 0 and "
+                             f"min_delta >= 0, got {patience!r}, {max_reductions!r}, "
+                             f"{min_delta!r}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.max_reductions = int(max_reductions)
+        self.min_delta = float(min_delta)
+        # State (saved in checkpoints). best_error starts above any error rate.
+        self.best_error = tf.Variable(float("inf"), trainable=False, dtype=tf.float64,
+                                      name="best_error")
+        self.num_bad_epochs = tf.Variable(0, trainable=False, dtype=tf.int64,
+                                          name="num_bad_epochs")
+        self.num_reductions = tf.Variable(0, trainable=False, dtype=tf.int64,
+                                          name="num_reductions")
+
+    def learning_rate(self, epoch: int) -> float:
+        """The rate for `epoch` (0-based); depends only on the reductions made so far."""
+        del epoch  # A plateau schedule depends on the validation history only.
+        return self.initial_learning_rate * self.factor ** int(self.num_reductions.numpy())
+
+    def update(self, validation_error: float) -> bool:
+        """Records one epoch's validation error; returns True when the rate was reduced."""
+        error = float(validation_error)
+        if error < float(self.best_error.numpy()) - self.min_delta:
+            self.best_error.assign(error)
+            self.num_bad_epochs.assign(0)
+            return False
+        self.num_bad_epochs.assign_add(1)
+        if (self.num_bad_epochs.numpy() >= self.patience
+                and self.num_reductions.numpy() < self.max_reductions):
+            self.num_reductions.assign_add(1)
+            self.num_bad_epochs.assign(0)
+            # The new rate gets a fresh chance to improve on the best error so far.
+            return True
+        return False
+
+
+class StepSchedule(tf.Module):
+    """Multiplies the learning rate by `factor` at each of fixed epochs.
+
+    Args:
+      initial_learning_rate: rate before the first boundary.
+      boundaries: increasing 0-based epochs at which the rate is multiplied by `factor`
+        (e.g. (30, 60, 80): epochs 30.. use lr * 0.1).
+      factor: the multiplier.
+    """
+
+    def __init__(self, initial_learning_rate: float, boundaries: Sequence[int],
+                 factor: float = 0.1, name="step_schedule"):
+        super().__init__(name=name)
+        _check_factor(factor)
+        boundaries = [int(b) for b in boundaries]
+        if any(b <= 0 for b in boundaries) or boundaries != sorted(set(boundaries)):
+            raise ValueError(f"step boundaries must be strictly increasing epochs > 0, "
+                             f"got {boundaries!r}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.boundaries = tuple(boundaries)
+        self.factor = float(factor)
+
+    def learning_rate(self, epoch: int) -> float:
+        passed = sum(1 for boundary in self.boundaries if epoch >= boundary)
+        return self.initial_learning_rate * self.factor ** passed
+
+    def update(self, validation_error: float) -> bool:
+        """A fixed schedule ignores validation; kept for a common interface."""
+        del validation_error
+        return False
+
+
+def make_schedule(name: str, *, initial_learning_rate: float, factor: float = 0.1,
+                  patience: int = 5, max_reductions: int = 3, min_delta: float = 0.0,
+                  boundaries: Sequence[int] = ()):
+    """Returns a `PlateauSchedule` ("plateau") or a `StepSchedule` ("step").
+
+    Raises:
+      ValueError: unknown `name`, or a step schedule without boundaries.
+    """
+    if name == "plateau":
+        return PlateauSchedule(initial_learning_rate, factor=factor, patience=patience,
+                               max_reductions=max_reductions, min_delta=min_delta)
+    if name == "step":
+        if not boundaries:
+            raise ValueError("lr_schedule='step' needs lr_boundaries (epochs), got none")
+        return StepSchedule(initial_learning_rate, boundaries, factor=factor)
+    raise ValueError(f"lr_schedule must be 'plateau' or 'step', got {name!r}")

@@ -1,0 +1,117 @@
+"""PaperSGD against the paper's update rule in NumPy; the plateau and step schedules."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import optimizer as optimizer_lib
+
+
+def _numpy_paper_sgd(weights, gradients, learning_rate, momentum=0.9, weight_decay=0.0005):
+    """v <- m v - wd lr w - lr g ; w <- w + v, step by step (the paper, section 5)."""
+    w = weights.astype(np.float64)
+    v = np.zeros_like(w)
+    for grad in gradients:
+        v = momentum * v - weight_decay * learning_rate * w - learning_rate * grad
+        w = w + v
+    return w, v
+
+
+def test_update_equals_paper_rule_in_numpy():
+    rng = np.random.default_rng(0)
+    initial = rng.normal(size=(5, 7)).astype(np.float32)
+    gradients = [rng.normal(size=(5, 7)).astype(np.float32) for _ in range(4)]
+    variable = keras.Variable(initial)
+    # A large decay makes the decay term visible above float32 round-off.
+    opt = optimizer_lib.PaperSGD(learning_rate=0.1, momentum=0.9, weight_decay=0.05)
+    for grad in gradients:
+        opt.apply_gradients([(tf.constant(grad), variable)])
+    expected_w, expected_v = _numpy_paper_sgd(initial, gradients, 0.1, 0.9, 0.05)
+    np.testing.assert_allclose(variable.numpy(), expected_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(opt.velocities[0].numpy(), expected_v, rtol=1e-5, atol=1e-6)
+    assert int(opt.iterations.numpy()) == 4
+
+
+def test_weight_decay_is_inside_momentum_not_decoupled():
+    # With zero gradients, the paper's rule still shrinks w through the velocity, so the
+    # second step shrinks more than the first; decoupled decay shrinks by the same
+    # factor (1 - lr * wd) each step.
+    variable = keras.Variable(np.ones((3,), np.float32))
+    opt = optimizer_lib.PaperSGD(learning_rate=1.0, momentum=0.9, weight_decay=0.1)
+    zero = tf.zeros((3,))
+    opt.apply_gradients([(zero, variable)])
+    np.testing.assert_allclose(variable.numpy(), 0.9, rtol=1e-6)  # v = -0.1
+    opt.apply_gradients([(zero, variable)])
+    # v = 0.9 * -0.1 - 0.1 * 0.9 = -0.18 ; w = 0.72 (decoupled decay would give 0.81).
+    np.testing.assert_allclose(variable.numpy(), 0.72, rtol=1e-6)
+
+
+def test_learning_rate_is_assignable_and_checkpointed(tmp_path):
+    variable = keras.Variable(np.ones((2,), np.float32))
+    opt = optimizer_lib.PaperSGD(learning_rate=0.01)
+    opt.apply_gradients([(tf.ones((2,)), variable)])
+    opt.learning_rate.assign(0.001)
+    path = tf.train.Checkpoint(optimizer=opt, variable=variable).save(str(tmp_path / "ckpt"))
+    variable2 = keras.Variable(np.zeros((2,), np.float32))
+    opt2 = optimizer_lib.PaperSGD(learning_rate=0.5)
+    opt2.build([variable2])
+    tf.train.Checkpoint(optimizer=opt2, variable=variable2).restore(path).assert_consumed()
+    assert float(opt2.learning_rate.numpy()) == pytest.approx(0.001)
+    np.testing.assert_array_equal(opt2.velocities[0].numpy(), opt.velocities[0].numpy())
+    assert int(opt2.iterations.numpy()) == 1
+
+
+def test_get_config_round_trip():
+    opt = optimizer_lib.PaperSGD(learning_rate=0.02, momentum=0.8, weight_decay=0.001)
+    clone = optimizer_lib.PaperSGD.from_config(opt.get_config())
+    assert (clone.momentum, clone.paper_weight_decay) == (0.8, 0.001)
+    assert clone.weight_decay is None  # Keras' decoupled decay stays off.
+
+
+@pytest.mark.parametrize("kwargs", [dict(momentum=1.0), dict(momentum=-0.1),
+                                    dict(weight_decay=-1e-4)])
+def test_bad_arguments_raise(kwargs):
+    with pytest.raises(ValueError, match="PaperSGD"):
+        optimizer_lib.PaperSGD(**kwargs)
+
+
+def test_plateau_divides_by_ten_after_patience_at_most_three_times():
+    schedule = optimizer_lib.PlateauSchedule(0.01, factor=0.1, patience=2, max_reductions=3)
+    errors = [0.9, 0.8, 0.8, 0.81,   # two epochs without improvement -> 0.001
+              0.7, 0.7, 0.7,         # -> 0.0001
+              0.75, 0.75,            # -> 0.00001
+              0.8, 0.8, 0.8, 0.8]    # no fourth reduction
+    rates, reduced = [], []
+    for epoch, error in enumerate(errors):
+        rates.append(schedule.learning_rate(epoch))
+        reduced.append(schedule.update(error))
+    assert [i for i, r in enumerate(reduced) if r] == [3, 6, 8]
+    assert rates[:4] == [0.01] * 4
+    assert rates[4] == pytest.approx(0.001)
+    assert rates[7] == pytest.approx(0.0001)
+    assert rates[-1] == pytest.approx(0.00001)
+    assert int(schedule.num_reductions.numpy()) == 3
+
+
+def test_plateau_min_delta_and_checkpoint(tmp_path):
+    schedule = optimizer_lib.PlateauSchedule(0.01, patience=1, min_delta=0.01)
+    schedule.update(0.5)
+    assert schedule.update(0.495)  # an improvement smaller than min_delta does not count
+    path = tf.train.Checkpoint(schedule=schedule).save(str(tmp_path / "ckpt"))
+    restored = optimizer_lib.PlateauSchedule(0.01, patience=1, min_delta=0.01)
+    tf.train.Checkpoint(schedule=restored).restore(path).assert_consumed()
+    assert restored.learning_rate(0) == pytest.approx(0.001)
+    assert float(restored.best_error.numpy()) == pytest.approx(0.5)
+
+
+def test_step_schedule():
+    schedule = optimizer_lib.make_schedule("step", initial_learning_rate=0.01,
+                                           boundaries=(2, 4))
+    rates = [schedule.learning_rate(epoch) for epoch in range(6)]
+    np.testing.assert_allclose(rates, [0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
+    assert not schedule.update(0.3)
+    with pytest.raises(ValueError, match="boundaries"):
+        optimizer_lib.make_schedule("step", initial_learning_rate=0.01, boundaries=(4, 2))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        optimizer_lib.make_schedule("cosine", initial_learning_rate=0.01)
