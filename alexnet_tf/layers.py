@@ -1,0 +1,314 @@
+"""Keras layers of the AlexNet paper that Keras does not ship.
+
+Krizhevsky, Sutskever and Hinton, "ImageNet Classification with Deep Convolutional
+Neural Networks", NIPS 2012:
+
+  * `LocalResponseNormalization` (section 3.3), with the paper's convention that alpha
+    multiplies the window sum (Caffe and PyTorch divide alpha by the window size).
+  * `GroupedConv2D` (section 3.2, figure 2): the two-tower convolution whose groups
+    only see their own tower's channels, optionally one device per group.
+"""
+
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+_PACKAGE = "alexnet_tf"
+LRN_CONVENTIONS = ("paper", "caffe")
+
+
+def _check_devices(devices, groups: int, layer_name: str):
+    """Returns `devices` as a tuple of strings (or None) after checking its length."""
+    if devices is None:
+        return None
+    if isinstance(devices, str) or len(devices) != groups:
+        raise ValueError(f"{layer_name}: devices must be a list of {groups} device names (one per "
+                         f"group), received {devices!r}")
+    return tuple(str(device) for device in devices)
+
+
+def _positive_int(value, name: str, layer_name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{layer_name}: {name} must be an integer >= 1, received {value!r}")
+    return int(value)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LocalResponseNormalization(keras.layers.Layer):
+    """Local response normalisation across channels (AlexNet paper, section 3.3).
+
+        b[i] = a[i] / (k + alpha * sum_{j=max(0, i-size//2)}^{min(N-1, i+size//2)} a[j]^2)^beta
+
+    over the channel axis (last axis, channels_last), at each spatial position. With
+    `convention="paper"` alpha multiplies the sum exactly as printed in the paper; with
+    `convention="caffe"` alpha is divided by `size` first (Caffe's LRN layer and PyTorch's
+    `nn.LocalResponseNorm`), so weights and settings from those frameworks carry over.
+
+    `groups > 1` normalises each contiguous block of N/groups channels on its own: the
+    window never crosses a block boundary. This is the paper's two-GPU network, where each
+    tower normalised only the kernel maps it held.
+
+    The window sum is a matmul of the squared activations with a banded 0/1 [C, C] matrix,
+    one GEMM per layer, which is fast on CPU and GPU and exports to TF Serving. Under a
+    mixed-precision policy the layer computes in float32 (the sum of squares of float16
+    activations overflows easily) and returns the compute dtype.
+
+    Args:
+      size: window size n, an odd integer >= 1 (the paper uses 5).
+      k: additive constant, > 0 (paper: 2).
+      alpha: scale of the window sum, >= 0 (paper: 1e-4).
+      beta: exponent, >= 0 (paper: 0.75).
+      convention: "paper" (alpha * sum) or "caffe" (alpha / size * sum).
+      groups: number of independent channel blocks (2 for the paper's towers).
+      devices: optional list of `groups` device names; each block is computed there.
+      **kwargs: passed to `keras.layers.Layer` (name, dtype...).
+
+    Raises:
+      ValueError: an argument is out of range, or (at build) channels are not divisible
+        by `groups`.
+    """
+
+    def __init__(self, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75,
+                 convention: str = "paper", groups: int = 1,
+                 devices: Optional[Sequence[str]] = None, **kwargs):
+        super().__init__(**kwargs)
+        name = f"LocalResponseNormalization({self.name})"
+        if (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1
+                or size % 2 == 0):
+            raise ValueError(f"{name}: size must be an odd integer >= 1, received {size!r}")
+        if not k > 0:
+            raise ValueError(f"{name}: k must be > 0, received {k!r}")
+        if not alpha >= 0:
+            raise ValueError(f"{name}: alpha must be >= 0, received {alpha!r}")
+        if not beta >= 0:
+            raise ValueError(f"{name}: beta must be >= 0, received {beta!r}")
+        if convention not in LRN_CONVENTIONS:
+            raise ValueError(f"{name}: convention must be one of {LRN_CONVENTIONS}, "
+                             f"received {convention!r}")
+        self.size = int(size)
+        self.k = float(k)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.convention = convention
+        self.groups = _positive_int(groups, "groups", name)
+        self.devices = _check_devices(devices, self.groups, name)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
+
+    @property
+    def effective_alpha(self) -> float:
+        """The factor that multiplies the window sum in the paper's formula."""
+        return self.alpha / self.size if self.convention == "caffe" else self.alpha
+
+    def build(self, input_shape):
+        num_channels = input_shape[-1]
+        if num_channels is None or num_channels % self.groups:
+            raise ValueError(f"LocalResponseNormalization({self.name}): the channel count must "
+                             f"be known and divisible by groups={self.groups}, received input "
+                             f"shape {tuple(input_shape)}")
+        self._group_channels = num_channels // self.groups
+        # With devices each group multiplies by its own [C/g, C/g] band; without, one
+        # block-diagonal [C, C] band keeps the whole layer a single GEMM.
+        band_channels = self._group_channels if self.devices else num_channels
+        self._band = self._band_matrix(band_channels)
+
+    def _band_matrix(self, num_channels: int) -> np.ndarray:
+        """[C, C] 0/1 matrix: entry (j, i) is 1 when channel j is in channel i's window."""
+        index = np.arange(num_channels)
+        same_group = (index[:, None] // self._group_channels) == (index[None, :] // self._group_channels)
+        in_window = np.abs(index[:, None] - index[None, :]) <= self.size // 2
+        return (same_group & in_window).astype(np.float32)
+
+    def _normalize(self, inputs, band):
+        """inputs (..., C) in any float dtype -> normalised (..., C) in float32."""
+        x = ops.cast(inputs, "float32")
+        shape = ops.shape(x)
+        num_channels = band.shape[0]
+        # (batch*H*W, C) @ (C, C) -> (batch*H*W, C): the window sum of squares per channel.
+        window_sum = ops.matmul(ops.reshape(ops.square(x), (-1, num_channels)),
+                                ops.convert_to_tensor(band))
+        window_sum = ops.reshape(window_sum, shape)
+        scale = ops.power(self.k + self.effective_alpha * window_sum, -self.beta)
+        return x * scale
+
+    def call(self, inputs):
+        if not self.devices:
+            return ops.cast(self._normalize(inputs, self._band), self.compute_dtype)
+        outputs = []
+        for group, device in enumerate(self.devices):
+            start = group * self._group_channels
+            with tf.device(device):
+                block = inputs[..., start:start + self._group_channels]
+                outputs.append(ops.cast(self._normalize(block, self._band), self.compute_dtype))
+        return ops.concatenate(outputs, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(size=self.size, k=self.k, alpha=self.alpha, beta=self.beta,
+                      convention=self.convention, groups=self.groups,
+                      devices=list(self.devices) if self.devices else None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GroupedConv2D(keras.layers.Layer):
+    """A 2D convolution split into groups (the AlexNet paper's towers, section 3.2).
+
+    Group g convolves its own contiguous slice of C_in/groups input channels with
+    filters/groups kernels; the group outputs are concatenated along the channel axis. It is
+    built from one ordinary convolution per group rather than TensorFlow's fused grouped
+    convolution, which has no CPU kernel without XLA and is rejected by TF Serving.
+
+    With `split_input=False` every group sees all input channels: the paper's first layer,
+    where both towers convolved the same image with 48 kernels each. Without `devices` such
+    a layer runs as one convolution with the group kernels concatenated.
+
+    With `devices=["/GPU:0", "/GPU:1"]` each group's variables are created and its
+    convolution runs on its own device, the paper's model parallelism.
+
+    Args:
+      filters: total number of output channels, divisible by `groups`.
+      kernel_size: int or (height, width).
+      groups: number of groups (towers).
+      strides: int or (height, width).
+      padding: "valid" or "same".
+      activation: activation applied to each group's output (e.g. "relu").
+      use_bias: whether each group has a bias.
+      kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer: as in
+        `keras.layers.Conv2D`, used by every group.
+      devices: optional list of `groups` device names.
+      split_input: True (default) for grouped input channels; False to give every group
+        the whole input.
+      data_format: "channels_last" or "channels_first".
+      **kwargs: passed to `keras.layers.Layer`.
+
+    Raises:
+      ValueError: `filters` not divisible by `groups`, bad `devices`, or (at build) input
+        channels not divisible by `groups`.
+    """
+
+    def __init__(self, filters: int, kernel_size, groups: int = 2, strides=1, padding="valid",
+                 activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 devices: Optional[Sequence[str]] = None, split_input: bool = True,
+                 data_format: str = "channels_last", **kwargs):
+        super().__init__(**kwargs)
+        name = f"GroupedConv2D({self.name})"
+        self.filters = _positive_int(filters, "filters", name)
+        self.groups = _positive_int(groups, "groups", name)
+        if self.filters % self.groups:
+            raise ValueError(f"{name}: filters={filters!r} must be divisible by "
+                             f"groups={groups!r}")
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError(f"{name}: data_format must be 'channels_last' or 'channels_first',"
+                             f" received {data_format!r}")
+        self.devices = _check_devices(devices, self.groups, name)
+        self.split_input = bool(split_input)
+        self.data_format = data_format
+        self._channel_axis = -1 if data_format == "channels_last" else 1
+        self.group_convs = [
+            keras.layers.Conv2D(
+                self.filters // self.groups, kernel_size, strides=strides, padding=padding,
+                activation=activation, use_bias=use_bias, data_format=data_format,
+                kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                dtype=self.dtype_policy, name=f"group{group}")
+            for group in range(self.groups)]
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def _group_input_shape(self, input_shape):
+        shape = list(input_shape)
+        if self.split_input:
+            shape[self._channel_axis] //= self.groups
+        return tuple(shape)
+
+    def build(self, input_shape):
+        num_channels = input_shape[self._channel_axis]
+        if num_channels is None or (self.split_input and num_channels % self.groups):
+            raise ValueError(f"GroupedConv2D({self.name}): input channels must be known and "
+                             f"divisible by groups={self.groups}, received input shape "
+                             f"{tuple(input_shape)}")
+        self._group_channels = num_channels // self.groups if self.split_input else num_channels
+        group_shape = self._group_input_shape(input_shape)
+        for group, conv in enumerate(self.group_convs):
+            if self.devices:
+                with tf.device(self.devices[group]):
+                    conv.build(group_shape)
+            else:
+                conv.build(group_shape)
+
+    def _group_slice(self, inputs, group):
+        if not self.split_input:
+            return inputs
+        start = group * self._group_channels
+        if self._channel_axis == -1:
+            return inputs[..., start:start + self._group_channels]
+        return inputs[:, start:start + self._group_channels]
+
+    def call(self, inputs):
+        if not self.split_input and not self.devices:
+            return self._fused_call(inputs)
+        outputs = []
+        for group, conv in enumerate(self.group_convs):
+            if self.devices:
+                with tf.device(self.devices[group]):
+                    outputs.append(conv(self._group_slice(inputs, group)))
+            else:
+                outputs.append(conv(self._group_slice(inputs, group)))
+        return ops.concatenate(outputs, axis=self._channel_axis)
+
+    def _fused_call(self, inputs):
+        """All groups see the same input: one convolution with the kernels concatenated."""
+        first = self.group_convs[0]
+        kernel = ops.cast(ops.concatenate([conv.kernel for conv in self.group_convs], axis=-1),
+                          self.compute_dtype)
+        outputs = ops.conv(inputs, kernel, strides=first.strides, padding=first.padding,
+                           data_format=self.data_format, dilation_rate=first.dilation_rate)
+        if first.use_bias:
+            bias = ops.cast(ops.concatenate([conv.bias for conv in self.group_convs], axis=0),
+                            self.compute_dtype)
+            if self._channel_axis == -1:
+                outputs = outputs + bias
+            else:
+                outputs = outputs + ops.reshape(bias, (1, -1, 1, 1))
+        if first.activation is not None:
+            outputs = first.activation(outputs)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        shape = list(self.group_convs[0].compute_output_shape(self._group_input_shape(input_shape)))
+        shape[self._channel_axis] = self.filters
+        return tuple(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        first = self.group_convs[0]
+        config.update(
+            filters=self.filters, kernel_size=first.kernel_size, groups=self.groups,
+            strides=first.strides, padding=first.padding,
+            activation=keras.activations.serialize(first.activation),
+            use_bias=first.use_bias,
+            kernel_initializer=keras.initializers.serialize(first.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(first.bias_initializer),
+            kernel_regularizer=keras.regularizers.serialize(first.kernel_regularizer),
+            bias_regularizer=keras.regularizers.serialize(first.bias_regularizer),
+            devices=list(self.devices) if self.devices else None,
+            split_input=self.split_input, data_format=self.data_format)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key, deserialize in (("activation", keras.activations.deserialize),
+                                 ("kernel_initializer", keras.initializers.deserialize),
+                                 ("bias_initializer", keras.initializers.deserialize),
+                                 ("kernel_regularizer", keras.regularizers.deserialize),
+                                 ("bias_regularizer", keras.regularizers.deserialize)):
+            if config.get(key) is not None:
+                config[key] = deserialize(config[key])
+        return cls(**config)
