@@ -1,0 +1,224 @@
+"""Tests for alexnet_tf.layers: LRN and GroupedConv2D against NumPy references."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_tf.layers import GroupedConv2D, LocalResponseNormalization
+
+
+def numpy_lrn(x, size, k, alpha, beta, convention="paper", groups=1):
+    """The paper's formula, written channel by channel: b[i] = a[i] / (k + a' * sum a[j]^2)^beta."""
+    x = x.astype(np.float64)
+    num_channels = x.shape[-1]
+    group_channels = num_channels // groups
+    scale_alpha = alpha / size if convention == "caffe" else alpha
+    out = np.empty_like(x)
+    for i in range(num_channels):
+        first = (i // group_channels) * group_channels
+        last = first + group_channels - 1  # the window never leaves channel i's group
+        lo, hi = max(first, i - size // 2), min(last, i + size // 2)
+        window = np.sum(x[..., lo:hi + 1] ** 2, axis=-1)
+        out[..., i] = x[..., i] / (k + scale_alpha * window) ** beta
+    return out
+
+
+def numpy_conv2d(x, kernel, bias, stride, padding):
+    """Plain NHWC convolution with TensorFlow's padding rule, in float64."""
+    kh, kw = kernel.shape[:2]
+    if padding == "same":
+        pads = []
+        for size, k in ((x.shape[1], kh), (x.shape[2], kw)):
+            out = -(-size // stride)
+            total = max((out - 1) * stride + k - size, 0)
+            pads.append((total // 2, total - total // 2))
+        x = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    out_h = (x.shape[1] - kh) // stride + 1
+    out_w = (x.shape[2] - kw) // stride + 1
+    out = np.zeros((x.shape[0], out_h, out_w, kernel.shape[3]))
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = x[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+            out[:, i, j, :] = np.einsum("bhwc,hwcf->bf", patch, kernel)
+    return out + bias
+
+
+def numpy_grouped_conv2d(x, kernels, biases, stride, padding, split_input=True):
+    groups = len(kernels)
+    group_channels = x.shape[-1] // groups
+    outputs = []
+    for g, (kernel, bias) in enumerate(zip(kernels, biases)):
+        x_g = x[..., g * group_channels:(g + 1) * group_channels] if split_input else x
+        outputs.append(numpy_conv2d(x_g.astype(np.float64), kernel, bias, stride, padding))
+    return np.concatenate(outputs, axis=-1)
+
+
+# ----------------------------------------------------------------- LocalResponseNormalization
+
+@pytest.mark.parametrize("convention", ["paper", "caffe"])
+@pytest.mark.parametrize("size,groups", [(5, 1), (3, 1), (1, 1), (5, 2), (9, 1)])
+def test_lrn_matches_numpy_paper_formula(convention, size, groups):
+    # 8 channels with size up to 9: windows are clipped at both edges (and at the group
+    # boundary for groups=2). Large activations make the normalisation far from identity.
+    x = np.random.RandomState(0).normal(0, 30, (2, 3, 4, 8)).astype(np.float32)
+    layer = LocalResponseNormalization(size=size, k=2.0, alpha=1e-3, beta=0.75,
+                                       convention=convention, groups=groups)
+    expected = numpy_lrn(x, size, 2.0, 1e-3, 0.75, convention, groups)
+    assert not np.allclose(expected, x / 2.0 ** 0.75, rtol=1e-2)  # the sum matters
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=2e-5, atol=1e-6)
+
+
+def test_lrn_edge_channels_use_clipped_window():
+    # Channel 0's window is channels 0..2 only (not wrapped around): check by hand.
+    x = np.zeros((1, 1, 1, 6), np.float32)
+    x[..., :] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    out = LocalResponseNormalization(size=5, k=1.0, alpha=0.1, beta=1.0)(x).numpy()[0, 0, 0]
+    assert out[0] == pytest.approx(1.0 / (1.0 + 0.1 * (1 + 4 + 9)), rel=1e-6)
+    assert out[5] == pytest.approx(6.0 / (1.0 + 0.1 * (16 + 25 + 36)), rel=1e-6)
+    assert out[2] == pytest.approx(3.0 / (1.0 + 0.1 * (1 + 4 + 9 + 16 + 25)), rel=1e-6)
+
+
+@pytest.mark.parametrize("convention", ["paper", "caffe"])
+def test_lrn_matches_tf_nn_lrn(convention):
+    x = np.random.RandomState(1).normal(0, 20, (2, 5, 5, 16)).astype(np.float32)
+    size, k, alpha, beta = 5, 2.0, 1e-4, 0.75
+    layer = LocalResponseNormalization(size, k, alpha, beta, convention=convention)
+    # TF's depth_radius is the half width; its alpha multiplies the sum like the paper's.
+    tf_alpha = alpha / size if convention == "caffe" else alpha
+    expected = tf.nn.local_response_normalization(x, depth_radius=size // 2, bias=k,
+                                                  alpha=tf_alpha, beta=beta)
+    np.testing.assert_allclose(layer(x).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_lrn_computes_in_float32_under_mixed_precision():
+    # 400^2 = 160000 overflows float16 (max 65504): a float16 computation would give 0s.
+    x = np.full((1, 2, 2, 4), 400.0, np.float32)
+    layer = LocalResponseNormalization(dtype="mixed_float16")
+    out = layer(x)
+    assert out.dtype == tf.float16
+    expected = numpy_lrn(x, 5, 2.0, 1e-4, 0.75)
+    np.testing.assert_allclose(out.numpy().astype(np.float32), expected, rtol=2e-3)
+
+
+def test_lrn_with_devices_places_each_group_and_matches():
+    x = np.random.RandomState(2).normal(0, 30, (2, 3, 3, 8)).astype(np.float32)
+    placed = LocalResponseNormalization(groups=2, devices=["/CPU:0", "/CPU:1"])
+    np.testing.assert_allclose(placed(x).numpy(), numpy_lrn(x, 5, 2.0, 1e-4, 0.75, groups=2),
+                               rtol=2e-5)
+    graph = tf.function(placed).get_concrete_function(tf.TensorSpec(x.shape)).graph
+    devices = {op.device for op in graph.get_operations() if op.type in ("MatMul", "BatchMatMulV2",
+                                                                         "BatchMatMulV3")}
+    assert any(d.endswith("CPU:0") for d in devices) and any(d.endswith("CPU:1") for d in devices)
+
+
+def test_lrn_config_round_trip():
+    layer = LocalResponseNormalization(size=3, k=1.0, alpha=2e-4, beta=0.5, convention="caffe",
+                                       groups=2, name="norm")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(restored, LocalResponseNormalization)
+    assert restored.get_config() == layer.get_config()
+    x = np.random.RandomState(3).normal(0, 10, (1, 2, 2, 6)).astype(np.float32)
+    np.testing.assert_array_equal(restored(x).numpy(), layer(x).numpy())
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(size=4), "size must be an odd integer >= 1, received 4"),
+    (dict(size=0), "received 0"),
+    (dict(size=2.5), "received 2.5"),
+    (dict(alpha=-1e-4), "alpha must be >= 0, received -0.0001"),
+    (dict(k=0.0), "k must be > 0, received 0.0"),
+    (dict(beta=-1.0), "beta must be >= 0, received -1.0"),
+    (dict(convention="pytorch"), "received 'pytorch'"),
+    (dict(groups=2, devices=["/CPU:0"]), "devices must be a list of 2"),
+])
+def test_lrn_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        LocalResponseNormalization(**kwargs)
+
+
+def test_lrn_groups_must_divide_channels():
+    with pytest.raises(ValueError, match=r"divisible by groups=2.*\(1, 2, 2, 5\)"):
+        LocalResponseNormalization(groups=2)(np.zeros((1, 2, 2, 5), np.float32))
+
+
+# ----------------------------------------------------------------------------- GroupedConv2D
+
+@pytest.mark.parametrize("groups,strides,padding,split_input", [
+    (2, 1, "same", True), (2, 2, "valid", True), (4, 1, "valid", True),
+    (2, 2, "same", False), (1, 1, "valid", True)])
+def test_grouped_conv_matches_numpy(groups, strides, padding, split_input):
+    rng = np.random.RandomState(4)
+    x = rng.normal(size=(2, 7, 7, 8)).astype(np.float32)
+    layer = GroupedConv2D(12, 3, groups=groups, strides=strides, padding=padding,
+                          split_input=split_input, bias_initializer="random_normal")
+    out = layer(x).numpy()
+    kernels = [conv.kernel.numpy() for conv in layer.group_convs]
+    biases = [conv.bias.numpy() for conv in layer.group_convs]
+    in_channels = 8 // groups if split_input else 8
+    assert kernels[0].shape == (3, 3, in_channels, 12 // groups)
+    expected = numpy_grouped_conv2d(x, kernels, biases, strides, padding, split_input)
+    assert out.shape == expected.shape == tuple(layer.compute_output_shape(x.shape))
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_conv_group_only_sees_its_channels():
+    # Changing the second half of the input channels must not change group 0's output.
+    x = np.random.RandomState(5).normal(size=(1, 5, 5, 4)).astype(np.float32)
+    layer = GroupedConv2D(4, 3, groups=2, activation="relu")
+    changed = x.copy()
+    changed[..., 2:] += 10.0
+    a, b = layer(x).numpy(), layer(changed).numpy()
+    np.testing.assert_array_equal(a[..., :2], b[..., :2])
+    assert not np.allclose(a[..., 2:], b[..., 2:])
+
+
+@pytest.mark.parametrize("split_input", [True, False])
+def test_grouped_conv_devices_place_variables_and_ops(split_input):
+    x = np.random.RandomState(6).normal(size=(2, 6, 6, 4)).astype(np.float32)
+    placed = GroupedConv2D(6, 3, groups=2, devices=["/CPU:0", "/CPU:1"], split_input=split_input)
+    plain = GroupedConv2D(6, 3, groups=2, split_input=split_input)
+    placed.build(x.shape)
+    plain.build(x.shape)
+    for group, conv in enumerate(placed.group_convs):
+        for variable in (conv.kernel, conv.bias):
+            assert variable.value.device.endswith(f"CPU:{group}"), variable.value.device
+    plain.set_weights(placed.get_weights())
+    np.testing.assert_allclose(placed(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-5)
+    graph = tf.function(placed).get_concrete_function(tf.TensorSpec(x.shape)).graph
+    conv_devices = sorted(op.device for op in graph.get_operations() if op.type == "Conv2D")
+    assert len(conv_devices) == 2
+    assert conv_devices[0].endswith("CPU:0") and conv_devices[1].endswith("CPU:1")
+
+
+def test_grouped_conv_serializes():
+    layer = GroupedConv2D(8, (3, 5), groups=2, strides=(1, 2), padding="same",
+                          activation="relu", kernel_initializer=keras.initializers.RandomNormal(
+                              stddev=0.01), bias_initializer=keras.initializers.Constant(1.0),
+                          kernel_regularizer=keras.regularizers.L2(5e-4),
+                          devices=["/CPU:0", "/CPU:1"], name="conv2")
+    config = keras.saving.serialize_keras_object(layer)
+    restored = keras.saving.deserialize_keras_object(config)
+    assert restored.get_config() == layer.get_config()
+    x = np.random.RandomState(7).normal(size=(1, 6, 6, 4)).astype(np.float32)
+    restored.build(x.shape)
+    layer.build(x.shape)
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(restored(x).numpy(), layer(x).numpy())
+    assert restored.group_convs[0].bias.numpy().tolist() == [1.0] * 4
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(filters=5, kernel_size=3, groups=2), "filters=5 must be divisible by groups=2"),
+    (dict(filters=4, kernel_size=3, groups=0), "groups must be an integer >= 1, received 0"),
+    (dict(filters=4, kernel_size=3, devices=["/CPU:0"]), "devices must be a list of 2"),
+    (dict(filters=4, kernel_size=3, data_format="nhwc"), "received 'nhwc'"),
+])
+def test_grouped_conv_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GroupedConv2D(**kwargs)
+
+
+def test_grouped_conv_groups_must_divide_input_channels():
+    with pytest.raises(ValueError, match=r"divisible by groups=2.*\(1, 4, 4, 3\)"):
+        GroupedConv2D(4, 3, groups=2)(np.zeros((1, 4, 4, 3), np.float32))
