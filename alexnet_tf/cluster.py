@@ -1,0 +1,245 @@
+"""Multi-worker training: the TF_CONFIG cluster spec, the chief, chief-only output.
+
+A multi-worker run is TensorFlow's MultiWorkerMirroredStrategy: every worker holds a
+full copy of the model, computes gradients on its share of the global batch, and the
+gradients are summed by collective all-reduce (RING over gRPC on CPU, NCCL on GPUs).
+Each process learns its place from the standard `TF_CONFIG` environment variable:
+
+  {"cluster": {"chief": ["host0:2222"], "worker": ["host1:2222", "host2:2222"]},
+   "task": {"type": "worker", "index": 0}}
+
+Without TF_CONFIG the same strategy runs on one machine (one worker), so one code path
+serves one machine and many.
+
+Output: every worker must take part in a checkpoint save (reading synchronised
+variables is a collective), but only the chief's copy is kept. Non-chief workers write
+into a private temporary directory that is deleted afterwards (`write_dir` /
+`discard_write_dir`), the pattern of TensorFlow's multi-worker tutorial. TensorBoard
+summaries are written by the chief only (`summary_writer`).
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from typing import Mapping, Optional, Tuple
+
+import tensorflow as tf
+
+TF_CONFIG = "TF_CONFIG"
+# Jobs MultiWorkerMirroredStrategy trains with; "chief" is worker 0 when present.
+TRAINING_JOBS = ("chief", "worker")
+COMMUNICATIONS = ("auto", "ring", "nccl")
+
+
+def validate_host_port(address: Optional[str], name: str) -> Tuple[str, int]:
+    """Checks that `address` is `host:port` and returns (host, port).
+
+    Args:
+      address: the text to check, e.g. "10.0.0.2:2222".
+      name: what the address is (a flag or a TF_CONFIG entry), for the error message.
+
+    Raises:
+      ValueError: `address` is empty or not host:port with a port in 1..65535.
+    """
+    if not address or not isinstance(address, str):
+        raise ValueError(f"{name}: expected host:port, got {address!r}")
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{name}: expected host:port with a port in 1..65535, got {address!r}")
+    return host, int(port_text)
+
+
+def parse_service_address(address: str, name: str = "--data_service") -> str:
+    """Normalises a tf.data service dispatcher address to `grpc://host:port`.
+
+    Raises:
+      ValueError: `address` is not `grpc://host:port` (or bare host:port).
+    """
+    if not isinstance(address, str):
+        raise ValueError(f"{name}: expected grpc://host:port, got {address!r}")
+    protocol, sep, rest = address.partition("://")
+    if not sep:
+        protocol, rest = "grpc", address
+    if protocol != "grpc":
+        raise ValueError(f"{name}: only the grpc protocol is supported, got {address!r}")
+    validate_host_port(rest, name)
+    return f"grpc://{rest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """This process's place in the cluster.
+
+    Attributes:
+      cluster: job name -> worker addresses; empty when there is no TF_CONFIG.
+      task_type: "chief" or "worker"; None on a single machine without TF_CONFIG.
+      task_index: index within the job.
+    """
+    cluster: Mapping[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    task_type: Optional[str] = None
+    task_index: int = 0
+
+    @property
+    def num_workers(self) -> int:
+        """How many processes train (chief included); 1 without TF_CONFIG."""
+        return max(1, sum(len(self.cluster.get(job, ())) for job in TRAINING_JOBS))
+
+    @property
+    def worker_rank(self) -> int:
+        """0..num_workers-1: the chief is 0; workers follow (the strategy's input id)."""
+        if self.task_type == "worker" and self.cluster.get("chief"):
+            return self.task_index + 1
+        return self.task_index
+
+    @property
+    def is_chief(self) -> bool:
+        """The chief writes checkpoints and logs: the "chief" task, else worker 0."""
+        if self.task_type is None or self.task_type == "chief":
+            return True
+        return not self.cluster.get("chief") and self.task_index == 0
+
+    @property
+    def is_multi_worker(self) -> bool:
+        return self.num_workers > 1
+
+
+def _validate_cluster(cluster) -> dict:
+    if not isinstance(cluster, dict) or not cluster:
+        raise ValueError(f"{TF_CONFIG}: 'cluster' must be a non-empty object mapping job names "
+                         f"to lists of host:port, got {cluster!r}")
+    unknown = set(cluster) - set(TRAINING_JOBS)
+    if unknown:
+        raise ValueError(f"{TF_CONFIG}: jobs {sorted(unknown)} are not supported; "
+                         f"MultiWorkerMirroredStrategy trains with {TRAINING_JOBS} only (run "
+                         "evaluation with `python -m alexnet_tf.evaluate`)")
+    seen = set()
+    result = {}
+    for job, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses:
+            raise ValueError(f"{TF_CONFIG}: cluster[{job!r}] must be a non-empty list of "
+                             f"host:port, got {addresses!r}")
+        for i, address in enumerate(addresses):
+            validate_host_port(address, f"{TF_CONFIG} cluster[{job!r}][{i}]")
+            if address in seen:
+                raise ValueError(f"{TF_CONFIG}: address {address!r} appears twice in the cluster")
+            seen.add(address)
+        result[job] = tuple(addresses)
+    if len(result.get("chief", ())) > 1:
+        raise ValueError(f"{TF_CONFIG}: at most one chief, got {list(result['chief'])}")
+    return result
+
+
+def parse_tf_config(text: Optional[str]) -> Task:
+    """Parses and validates a TF_CONFIG value.
+
+    Args:
+      text: the JSON text of TF_CONFIG; None or empty means a single machine.
+
+    Returns:
+      The Task it describes.
+
+    Raises:
+      ValueError: the text is not JSON, or the cluster or task is malformed (the message
+        names the entry and what was expected).
+    """
+    if not text or not text.strip():
+        return Task()
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{TF_CONFIG} is not valid JSON ({error}): {text!r}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{TF_CONFIG}: expected a JSON object, got {text!r}")
+    cluster = _validate_cluster(config.get("cluster"))
+    task = config.get("task")
+    if not isinstance(task, dict) or "type" not in task:
+        raise ValueError(f"{TF_CONFIG}: 'task' must be an object like "
+                         f'{{"type": "worker", "index": 0}}, got {task!r}')
+    task_type, task_index = task["type"], task.get("index", 0)
+    if task_type not in cluster:
+        raise ValueError(f"{TF_CONFIG}: task type {task_type!r} is not a job of the cluster "
+                         f"{sorted(cluster)}")
+    if not isinstance(task_index, int) or not 0 <= task_index < len(cluster[task_type]):
+        raise ValueError(f"{TF_CONFIG}: task index {task_index!r} out of range for "
+                         f"{len(cluster[task_type])} {task_type!r} task(s)")
+    return Task(cluster=cluster, task_type=task_type, task_index=task_index)
+
+
+def task_from_env() -> Task:
+    """The Task of this process, from the TF_CONFIG environment variable."""
+    return parse_tf_config(os.environ.get(TF_CONFIG))
+
+
+def communication_options(communication: str = "auto",
+                          timeout_seconds: Optional[float] = None):
+    """The collective all-reduce implementation: NCCL on GPUs, RING otherwise.
+
+    Args:
+      communication: "auto" (NCCL when this machine has a GPU, else RING), "ring" or "nccl".
+      timeout_seconds: a collective waiting longer than this fails instead of hanging
+        (e.g. when a peer died); None waits forever.
+
+    Raises:
+      ValueError: unknown `communication`.
+    """
+    if communication not in COMMUNICATIONS:
+        raise ValueError(f"communication must be one of {COMMUNICATIONS}, got {communication!r}")
+    if communication == "auto":
+        communication = "nccl" if tf.config.list_physical_devices("GPU") else "ring"
+    implementation = (tf.distribute.experimental.CommunicationImplementation.NCCL
+                      if communication == "nccl"
+                      else tf.distribute.experimental.CommunicationImplementation.RING)
+    return tf.distribute.experimental.CommunicationOptions(
+            implementation=implementation, timeout_seconds=timeout_seconds)
+
+
+def multi_worker_strategy(communication: str = "auto",
+                          timeout_seconds: Optional[float] = None):
+    """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (or this machine alone).
+
+    Must run before any other TensorFlow op of the process: the strategy starts the
+    worker's gRPC server and fixes the collective configuration.
+
+    Raises:
+      ValueError: TF_CONFIG is malformed (checked here first for a readable message).
+    """
+    task_from_env()  # Validates TF_CONFIG; TensorFlow's own errors are less clear.
+    return tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=communication_options(communication, timeout_seconds))
+
+
+def task_of_strategy(strategy) -> Task:
+    """The Task of this process under `strategy` (single machine for non-MWMS ones)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return Task()
+    cluster = {job: tuple(addresses)
+               for job, addresses in resolver.cluster_spec().as_dict().items()
+               if job in TRAINING_JOBS}
+    return Task(cluster=cluster, task_type=resolver.task_type, task_index=resolver.task_id or 0)
+
+
+def write_dir(directory: str, task: Task) -> str:
+    """Where `task` writes output meant for `directory`.
+
+    The chief writes into `directory` itself; any other worker gets a fresh private
+    temporary directory (on local disk), to be removed with `discard_write_dir`.
+    """
+    if task.is_chief:
+        return directory
+    return tempfile.mkdtemp(prefix=f"alexnet_tf_{task.task_type}{task.task_index}_")
+
+
+def discard_write_dir(path: str, directory: str) -> None:
+    """Deletes a non-chief worker's temporary directory (no-op for the chief's own)."""
+    if path != directory and os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def summary_writer(logdir: str, task: Task):
+    """A TensorBoard writer on the chief, a writer that writes nothing elsewhere."""
+    if task.is_chief:
+        return tf.summary.create_file_writer(logdir)
+    return tf.summary.create_noop_writer()
