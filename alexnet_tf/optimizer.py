@@ -198,3 +198,52 @@ def make_schedule(name: str, *, initial_learning_rate: float, factor: float = 0.
             raise ValueError("lr_schedule='step' needs lr_boundaries (epochs), got none")
         return StepSchedule(initial_learning_rate, boundaries, factor=factor)
     raise ValueError(f"lr_schedule must be 'plateau' or 'step', got {name!r}")
+
+
+# Large-batch training (Goyal et al. 2017, "Accurate, Large Minibatch SGD"): when the
+# batch grows k-fold, scale the learning rate k-fold ("linear"; "sqrt" scales by sqrt(k),
+# which keeps the gradient noise's variance, as in Hoffer et al. 2017), and ramp it up
+# over the first epochs, since the scaled rate diverges on the untrained network.
+# LARS (You et al. 2017, AlexNet at batch 8K-32K) is not implemented here.
+LR_SCALINGS = ("none", "linear", "sqrt")
+
+
+def scaled_learning_rate(learning_rate: float, batch_size: int, base_batch_size: int = 128,
+                         rule: str = "none") -> float:
+    """The learning rate for `batch_size`, given that `learning_rate` suits `base_batch_size`.
+
+    Args:
+      learning_rate: the rate tuned for `base_batch_size` (the paper's 0.01 for 128).
+      batch_size: the global batch size actually used.
+      base_batch_size: the batch size `learning_rate` belongs to.
+      rule: "none" (keep the rate), "linear" (times k = batch_size / base_batch_size) or
+        "sqrt" (times sqrt(k)).
+
+    Raises:
+      ValueError: unknown rule or a size < 1.
+    """
+    if rule not in LR_SCALINGS:
+        raise ValueError(f"lr_scaling must be one of {LR_SCALINGS}, got {rule!r}")
+    if batch_size < 1 or base_batch_size < 1:
+        raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size!r}, "
+                         f"base_batch_size={base_batch_size!r}")
+    ratio = batch_size / base_batch_size
+    factor = {"none": 1.0, "linear": ratio, "sqrt": ratio ** 0.5}[rule]
+    return float(learning_rate) * factor
+
+
+def warmup_multiplier(step: int, warmup_steps: int, start_fraction: float = 0.0) -> float:
+    """Gradual warm-up: the fraction of the scheduled rate to use at `step` (0-based).
+
+    Rises linearly from `start_fraction` at step 0 to 1.0 at `warmup_steps`, then stays
+    1.0. Goyal et al. start from the small-batch rate, i.e. start_fraction = 1 / k.
+
+    Raises:
+      ValueError: negative warmup_steps, or start_fraction outside [0, 1].
+    """
+    if warmup_steps < 0 or not 0.0 <= start_fraction <= 1.0:
+        raise ValueError(f"warm-up needs warmup_steps >= 0 and start_fraction in [0, 1], got "
+                         f"{warmup_steps!r}, {start_fraction!r}")
+    if step >= warmup_steps:
+        return 1.0
+    return start_fraction + (1.0 - start_fraction) * step / warmup_steps

@@ -115,3 +115,24 @@ def test_step_schedule():
         optimizer_lib.make_schedule("step", initial_learning_rate=0.01, boundaries=(4, 2))
     with pytest.raises(ValueError, match="lr_schedule"):
         optimizer_lib.make_schedule("cosine", initial_learning_rate=0.01)
+
+
+@pytest.mark.parametrize("rule, expected", [("none", 0.01), ("linear", 0.08),
+                                            ("sqrt", 0.01 * 8 ** 0.5)])
+def test_scaled_learning_rate(rule, expected):
+    assert optimizer_lib.scaled_learning_rate(0.01, 1024, 128, rule) == pytest.approx(expected)
+
+
+def test_scaled_learning_rate_rejects_bad_input():
+    with pytest.raises(ValueError, match="lr_scaling"):
+        optimizer_lib.scaled_learning_rate(0.01, 256, 128, "cubic")
+    with pytest.raises(ValueError, match="batch sizes"):
+        optimizer_lib.scaled_learning_rate(0.01, 0, 128, "linear")
+
+
+def test_warmup_multiplier_ramps_linearly_then_holds():
+    values = [optimizer_lib.warmup_multiplier(step, 4, start_fraction=0.2) for step in range(7)]
+    assert values == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0])
+    assert optimizer_lib.warmup_multiplier(0, 0) == 1.0  # No warm-up.
+    with pytest.raises(ValueError, match="warm-up"):
+        optimizer_lib.warmup_multiplier(0, 4, start_fraction=1.5)
