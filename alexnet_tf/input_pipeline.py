@@ -1,0 +1,333 @@
+"""The tf.data input pipeline over the converter's TFRecords (or a TFDS imagenet2012 build).
+
+  shard files (per-epoch permutation, sharded per input pipeline)
+    -> parallel interleave (record, shard name)
+    -> enumerate (the record's index in this epoch: the seed of its augmentation)
+    -> shuffle (fixed seed per epoch; the epoch is explicit)
+    -> chunks of records, decoded in parallel (uint8 crop + flip; bad records caught)
+    -> batch (per-replica batch; drop remainder when training)
+    -> float work vectorised over the batch (mean subtraction, PCA lighting)
+    -> prefetch
+
+Exactly-once resume: every random choice is a stateless function of
+(seed, input pipeline, epoch, index), and every stage is a checkpointable tf.data
+transformation, so `tf.train.Checkpoint(iterator=iter(dataset))` saved mid-epoch and
+restored yields exactly the batches that were still to come. The shuffle buffer is
+part of that checkpoint: about `shuffle_buffer` x (record size) bytes.
+
+Bad records: an image that cannot be decoded, or a label outside [0, num_classes),
+raises an error naming the shard and the record's index in it; with
+`skip_bad_records=True` it is skipped, printed to stderr and counted. To do that
+without losing the error, records are decoded in small chunks, each its own dataset
+under `ignore_errors()`; a gap in the chunk's positions marks the bad record.
+"""
+
+import glob
+import json
+import os
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+from alexnet_tf import preprocessing
+from alexnet_tf import schema
+from alexnet_tf import stats as stats_lib
+
+AUTOTUNE = tf.data.AUTOTUNE
+LABEL_KEY = "label"
+# Records decoded per chunk: larger amortises the per-chunk dataset, smaller keeps the
+# work of one chunk (done by one thread) short.
+CHUNK_SIZE = 32
+DEFAULT_SHUFFLE_BUFFER = 4096
+_VALID_KEY = "valid"  # False on the end-of-chunk sentinel
+_SKIPPED_KEY = "skipped"  # bad records just before this element in its chunk
+
+
+def list_shards(data_dir: str, split: str) -> list:
+    """The sorted shard files of `split` in `data_dir`.
+
+    Raises:
+      FileNotFoundError: no shard matches.
+    """
+    pattern = os.path.join(data_dir, schema.shard_glob(split))
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no {split!r} shards in {data_dir!r} (expected files matching "
+                                f"{schema.shard_glob(split)!r}, written by tools/convert_imagenet.py)")
+    return files
+
+
+def read_num_classes(data_dir: str) -> Optional[int]:
+    """The number of classes in `data_dir`'s labels file, or None when there is none."""
+    path = os.path.join(data_dir, schema.LABELS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return len(json.load(f))
+
+
+def parse_record(serialized: tf.Tensor):
+    """(image bytes, label int64) of one of the converter's records."""
+    features = schema.parse_example(serialized)
+    return features[schema.IMAGE_ENCODED], features[schema.LABEL]
+
+
+def _shard_files(files: list, input_context) -> list:
+    """The files of this input pipeline: every num_input_pipelines-th, by file."""
+    if input_context is None or input_context.num_input_pipelines == 1:
+        return files
+    num = input_context.num_input_pipelines
+    if len(files) < num:
+        raise ValueError(f"{len(files)} shard files cannot feed {num} input pipelines: "
+                         "sharding is by file, so write at least one shard per pipeline")
+    return files[input_context.input_pipeline_id::num]
+
+
+def _epoch_records(files: list, epoch: tf.Tensor, base_seed: tf.Tensor, *, training: bool,
+                   shuffle_buffer: int, cycle_length: int) -> tf.data.Dataset:
+    """One epoch of {"record", "shard", "index", "seed"} in a seeded, repeatable order."""
+    epoch_seed = tf.random.experimental.stateless_fold_in(base_seed, epoch)
+    files = tf.constant(files)
+    if training:
+        # A stateless permutation: the file order of epoch e is a function of the seed.
+        keys = tf.random.stateless_uniform(tf.shape(files), epoch_seed)
+        files = tf.gather(files, tf.argsort(keys))
+    records = tf.data.Dataset.from_tensor_slices(files).interleave(
+            lambda shard: tf.data.TFRecordDataset(shard).map(
+                    lambda record: {"record": record, "shard": shard}),
+            cycle_length=cycle_length, block_length=1, num_parallel_calls=AUTOTUNE,
+            deterministic=True)
+
+    def add_seed(index, element):
+        element["index"] = index
+        element["seed"] = tf.random.experimental.stateless_fold_in(epoch_seed, index)
+        return element
+
+    records = records.enumerate().map(add_seed)
+    if training:
+        shuffle_seed = tf.random.stateless_uniform([], epoch_seed, minval=None, maxval=None,
+                                                   dtype=tf.int64)
+        records = records.shuffle(shuffle_buffer, seed=shuffle_seed)
+    return records
+
+
+def _report_gap(chunk: dict, start, stop, *, skip: bool, num_classes: Optional[int]):
+    """Raises (or prints) for the bad records at chunk positions [start, stop)."""
+    shards, indices = chunk["shard"][start:stop], chunk["index"][start:stop]
+    reason = ("cannot be decoded" if num_classes is None else
+              f"cannot be decoded or has a label outside [0, {num_classes})")
+    if skip:
+        tf.print("alexnet_tf.input_pipeline: skipping bad record(s) (", reason, "): shard",
+                 shards, "index in epoch order", indices, output_stream="file://stderr")
+        return tf.constant(True)
+    check = tf.debugging.Assert(
+            start >= stop,
+            [f"bad record: the image {reason}; shard:", shards[0],
+             "record index in this epoch's order:", indices[0],
+             "(pass skip_bad_records=True to skip and count such records)"])
+    with tf.control_dependencies([check]):
+        return tf.constant(True)
+
+
+def _decode_chunk(chunk: dict, process: Callable, *, skip: bool,
+                  num_classes: Optional[int]) -> tf.data.Dataset:
+    """Decodes one chunk of records; bad ones are reported or skipped and counted."""
+    size = tf.shape(chunk["index"], out_type=tf.int64)[0]
+    decoded = tf.data.Dataset.from_tensor_slices(chunk).map(process).enumerate()
+    decoded = decoded.ignore_errors(log_warning=True)
+    # The sentinel flushes a gap at the end of the chunk.
+    sentinel_spec = decoded.element_spec[1]
+    sentinel = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), sentinel_spec)
+    sentinel[_VALID_KEY] = tf.constant(False)
+    decoded = decoded.concatenate(tf.data.Dataset.from_tensors((size, sentinel)))
+
+    def find_gap(expected, position_element):
+        position, element = position_element
+        reported = tf.cond(position > expected,
+                           lambda: _report_gap(chunk, expected, position, skip=skip,
+                                               num_classes=num_classes),
+                           lambda: tf.constant(False))
+        with tf.control_dependencies([reported]):
+            element[_SKIPPED_KEY] = position - expected
+        return position + 1, element
+
+    return decoded.scan(tf.constant(0, tf.int64), find_gap)
+
+
+def _make_process(parse: Callable, *, training: bool, crop_size: int, resize_size: int,
+                  flip: bool, pca_std: float, ten_crop: bool,
+                  num_classes: Optional[int]) -> Callable:
+    """The per-record function: parse, check the label, decode and crop (uint8)."""
+
+    def process(element):
+        image_bytes, label = parse(element["record"])
+        bad_label = label < 0
+        if num_classes is not None:
+            bad_label |= label >= num_classes
+        # Raising here makes ignore_errors() drop the record; the gap names it.
+        check = tf.debugging.Assert(tf.logical_not(bad_label), ["label out of range:", label])
+        with tf.control_dependencies([check]):
+            if training:
+                crop = preprocessing.train_crop(image_bytes, element["seed"], crop_size=crop_size,
+                                                resize_size=resize_size, flip=flip,
+                                                pca_std=pca_std)
+            else:
+                crop = preprocessing.eval_crops(image_bytes, crop_size=crop_size,
+                                                resize_size=resize_size, ten_crop=ten_crop)
+                if not ten_crop:
+                    crop = {key: value[0] for key, value in crop.items()}
+        crop[LABEL_KEY] = tf.cast(label, tf.int32)
+        crop[_VALID_KEY] = tf.constant(True)
+        return crop
+
+    return process
+
+
+def _count_skipped(dataset: tf.data.Dataset, counter: Optional[tf.Variable]) -> tf.data.Dataset:
+    """Drops the chunk sentinels; keeps a running count of skipped records in `counter`."""
+
+    def accumulate(total, element):
+        total += element.pop(_SKIPPED_KEY)
+        if counter is not None:
+            with tf.control_dependencies([counter.assign(total)]):
+                total = tf.identity(total)
+        return total, element
+
+    dataset = dataset.scan(tf.constant(0, tf.int64), accumulate)
+    return dataset.filter(lambda element: element[_VALID_KEY])
+
+
+def _finish_batch(batch: dict, *, stats, mean_mode: str, resize_size: int,
+                  augment_on_device: bool):
+    """(images, labels) from a batch of uint8 crops: the float work, vectorised."""
+    labels = batch.pop(LABEL_KEY)
+    batch.pop(_VALID_KEY)
+    if augment_on_device:
+        return batch, labels
+    images = batch[preprocessing.IMAGE_KEY]
+    if images.shape.rank == 5:  # ten crops: (B, 10, S, S, 3) -> (B * 10, S, S, 3) and back.
+        flat = {key: tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], 0))
+                for key, value in batch.items()}
+        float_images = preprocessing.device_augment(flat, stats=stats, mean_mode=mean_mode,
+                                                    resize_size=resize_size)
+        return tf.reshape(float_images, tf.shape(images)), labels
+    return preprocessing.device_augment(batch, stats=stats, mean_mode=mean_mode,
+                                        resize_size=resize_size), labels
+
+
+def build_from_files(files: list, parse: Callable, *, global_batch_size: int, training: bool,
+                     seed: int, stats: stats_lib.ImageStats, crop_size: int = 224,
+                     resize_size: int = 256, mean_mode: str = "image", flip: bool = True,
+                     pca_std: float = 0.1, augment_on_device: bool = False,
+                     ten_crop: bool = False, num_epochs: Optional[int] = None,
+                     num_classes: Optional[int] = None,
+                     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, cycle_length: int = 16,
+                     private_threadpool_size: Optional[int] = None, input_context=None,
+                     skip_bad_records: bool = False,
+                     bad_record_counter: Optional[tf.Variable] = None) -> tf.data.Dataset:
+    """The pipeline over any record files; `build_dataset` documents the arguments.
+
+    Args:
+      files: record files (sorted); `parse` maps one serialized record to
+        (image bytes, int64 label).
+    """
+    if global_batch_size <= 0:
+        raise ValueError(f"global_batch_size must be positive, got {global_batch_size}")
+    if mean_mode not in preprocessing.MEAN_MODES:
+        raise ValueError(f"mean_mode must be one of {preprocessing.MEAN_MODES}, got {mean_mode!r}")
+    pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
+    batch_size = (global_batch_size if input_context is None else
+                  input_context.get_per_replica_batch_size(global_batch_size))
+    files = _shard_files(list(files), input_context)
+    base_seed = tf.constant([seed, pipeline_id], tf.int64)
+    if num_epochs is None:
+        num_epochs = -1 if training else 1
+    process = _make_process(parse, training=training, crop_size=crop_size,
+                            resize_size=resize_size, flip=flip, pca_std=pca_std,
+                            ten_crop=ten_crop, num_classes=num_classes)
+
+    dataset = tf.data.Dataset.range(num_epochs if num_epochs >= 0 else 2**62).flat_map(
+            lambda epoch: _epoch_records(files, epoch, base_seed, training=training,
+                                         shuffle_buffer=shuffle_buffer,
+                                         cycle_length=min(cycle_length, len(files))))
+    dataset = dataset.batch(CHUNK_SIZE).interleave(
+            lambda chunk: _decode_chunk(chunk, process, skip=skip_bad_records,
+                                        num_classes=num_classes),
+            cycle_length=AUTOTUNE, block_length=CHUNK_SIZE + 1, num_parallel_calls=AUTOTUNE,
+            deterministic=True)
+    dataset = _count_skipped(dataset, bad_record_counter)
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    dataset = dataset.map(
+            lambda batch: _finish_batch(batch, stats=stats, mean_mode=mean_mode,
+                                        resize_size=resize_size,
+                                        augment_on_device=augment_on_device),
+            num_parallel_calls=AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    if private_threadpool_size:
+        options.threading.private_threadpool_size = private_threadpool_size
+    return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def build_dataset(data_dir: str, split: str, *, global_batch_size: int, training: bool,
+                  seed: int, stats: stats_lib.ImageStats, crop_size: int = 224,
+                  num_classes: Optional[int] = None, input_context=None,
+                  skip_bad_records: bool = False, **kwargs) -> tf.data.Dataset:
+    """Batches of (images float32 (B, S, S, 3), labels int32 (B,)) from converted shards.
+
+    Args:
+      data_dir: directory of `tools/convert_imagenet.py` output.
+      split: "train" or "validation".
+      global_batch_size: the batch over all replicas; each input pipeline yields its
+        per-replica share (`input_context.get_per_replica_batch_size`).
+      training: random crop/flip/lighting, shuffled, repeated, drop_remainder; else
+        centre crop (or 10 crops), file order, one epoch, the last partial batch kept.
+      seed: makes the run repeatable (order and augmentation).
+      stats: colour statistics (`alexnet_tf.stats.load_stats`).
+      crop_size: side of the crops.
+      num_classes: labels must be in [0, num_classes); default from the data
+        directory's labels file.
+      input_context: a `tf.distribute.InputContext` (from
+        `strategy.distribute_datasets_from_function`): files are sharded per input
+        pipeline, the batch is per replica.
+      skip_bad_records: skip (print and count) undecodable records and out-of-range
+        labels instead of raising an error that names the shard.
+      **kwargs: resize_size, mean_mode ("image"|"rgb"), flip, pca_std,
+        augment_on_device (yield the uint8 crop dict for `preprocessing.device_augment`
+        instead of float images), ten_crop (eval: (B, 10, S, S, 3)), num_epochs
+        (default: forever when training, 1 otherwise), shuffle_buffer, cycle_length,
+        private_threadpool_size, bad_record_counter (an int64 tf.Variable receiving
+        the running count of skipped records).
+
+    Returns:
+      A tf.data.Dataset whose iterator can be saved with tf.train.Checkpoint.
+
+    Raises:
+      FileNotFoundError: no shards of `split` in `data_dir`.
+      ValueError: bad arguments (named in the message).
+    """
+    files = list_shards(data_dir, split)
+    if num_classes is None:
+        num_classes = read_num_classes(data_dir)
+    return build_from_files(files, parse_record, global_batch_size=global_batch_size,
+                            training=training, seed=seed, stats=stats, crop_size=crop_size,
+                            num_classes=num_classes, input_context=input_context,
+                            skip_bad_records=skip_bad_records, **kwargs)
+
+
+def synthetic_dataset(*, global_batch_size: int, crop_size: int = 224, num_classes: int = 1000,
+                      seed: int = 0, input_context=None) -> tf.data.Dataset:
+    """One random batch, repeated forever: for benchmarks and smoke runs (no I/O).
+
+    Images are float32 (B, S, S, 3) ~ N(0, 60^2) (roughly mean-subtracted pixels), labels
+    uniform int32 in [0, num_classes). Like tf_cnn_benchmarks' synthetic data, the batch
+    is made once, so the model, not the host, is measured.
+    """
+    batch_size = (global_batch_size if input_context is None else
+                  input_context.get_per_replica_batch_size(global_batch_size))
+    image_seed, label_seed = (seed, 1), (seed, 2)
+    images = tf.random.stateless_normal([batch_size, crop_size, crop_size, 3], image_seed,
+                                        stddev=60.0)
+    labels = tf.random.stateless_uniform([batch_size], label_seed, minval=0,
+                                         maxval=num_classes, dtype=tf.int32)
+    return tf.data.Dataset.from_tensors((images, labels)).repeat()
