@@ -83,7 +83,10 @@ def make_example(*, encoded: bytes, image_format: str, height: int, width: int,
             SYNSET: _bytes(synset.encode()),
             CLASS_NAME: _bytes(class_name.encode()),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    # deterministic=True sorts the feature map; otherwise its order depends on the process
+    # (hash seed), and the same image would give different shard bytes in two runs.
+    return example.SerializeToString(deterministic=True)
 
 
 FEATURE_SPEC = {
