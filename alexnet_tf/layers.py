@@ -219,6 +219,10 @@ class GroupedConv2D(keras.layers.Layer):
                 kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
                 dtype=self.dtype_policy, name=f"group{group}")
             for group in range(self.groups)]
+        # Keras' TrackedList is invisible to tf.train.Checkpoint and SavedModel (keras 3.15):
+        # an attribute per group makes each convolution's variables a tracked child.
+        for group, conv in enumerate(self.group_convs):
+            setattr(self, f"group{group}_conv", conv)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def _group_input_shape(self, input_shape):
