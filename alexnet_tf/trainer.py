@@ -1,0 +1,380 @@
+"""train_and_evaluate(config, model_dir): the custom training loop.
+
+One loop serves one device, the paper's two towers and MirroredStrategy: each step takes
+one GLOBAL batch from a plain tf.data iterator (whose position is checkpointed), every
+replica takes its slice (`distribute.replica_slice`), computes the softmax cross-entropy
+of its float32 logits averaged over the global batch (`tf.nn.compute_average_loss`), and
+the paper's SGD (`optimizer.PaperSGD`, weight decay inside the momentum) applies the
+all-reduced gradients. Keras' `fit` is not used: it cannot run under
+MultiWorkerMirroredStrategy and its BackupAndRestore replays data after a restore.
+
+Each epoch ends with top-1/top-5 error on the validation set, the learning-rate schedule's
+update and a checkpoint; checkpoints are also saved every `checkpoint_every_steps`
+steps and on SIGTERM. A run restarted on the same model_dir resumes from the latest
+checkpoint and, with the same seed, ends with the same weights as an uninterrupted run.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import Callable, Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf import checkpointing
+from alexnet_tf import config as config_lib
+from alexnet_tf import distribute
+from alexnet_tf import evaluation
+from alexnet_tf import metrics
+from alexnet_tf import model_dir as model_dir_lib
+from alexnet_tf import optimizer as optimizer_lib
+from alexnet_tf import schema
+
+HISTORY_FILE = "train_history.json"
+
+
+@dataclasses.dataclass
+class Datasets:
+    """The data a run trains and validates on.
+
+    Attributes:
+      train: tf.data.Dataset of (images float32 (B, S, S, 3), labels int (B,)) where B is
+        this worker's share of the global batch; it may repeat forever (it is iterated
+        epoch after epoch through one checkpointed iterator).
+      validation: function returning a finite dataset of (images, labels) batches.
+      num_train_examples: images per training epoch.
+      num_classes: number of labels.
+      labels_file: the data's labels.json to copy into model_dir, or None.
+    """
+    train: tf.data.Dataset
+    validation: Callable[[], tf.data.Dataset]
+    num_train_examples: int
+    num_classes: int
+    labels_file: Optional[str] = None
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or Inf."""
+
+
+def _build_model(config: config_lib.TrainConfig):
+    from alexnet_tf import models  # Local import: the network is only needed here.
+    spec = dict(config.model_spec())
+    if config.tower_devices:
+        spec["tower_devices"] = tuple(config.tower_devices)
+    return models.build_model(**spec)
+
+
+def _make_optimizer(config: config_lib.TrainConfig):
+    optimizer = optimizer_lib.PaperSGD(learning_rate=config.learning_rate,
+                                       momentum=config.momentum,
+                                       weight_decay=config.weight_decay)
+    if config.precision == "mixed_float16":
+        # Dynamic loss scaling keeps small float16 gradients from flushing to zero.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _make_train_step(model, optimizer, strategy, config, num_local_replicas: int):
+    """A tf.function(iterator) -> loss running one global batch on every replica."""
+    scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def forward_backward(images, labels):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(images, training=True), tf.float32)  # (b, classes)
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=tf.cast(labels, tf.int32), logits=logits)  # (b,)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
+            scaled = optimizer.scale_loss(loss) if scale_loss else loss
+        return loss, tape.gradient(scaled, model.trainable_variables)
+
+    if config.jit_compile:
+        forward_backward = tf.function(forward_backward, jit_compile=True)
+
+    def replica_step(images, labels):
+        images, labels = distribute.replica_slice((images, labels), num_local_replicas)
+        loss, gradients = forward_backward(images, labels)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(iterator):
+        images, labels = next(iterator)
+        losses = strategy.run(replica_step, args=(images, labels))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    return train_step
+
+
+def _make_eval_step(model, strategy, num_local_replicas: int):
+    """A tf.function(images, labels) -> (loss sum, top-1 hits, top-5 hits, count)."""
+
+    def replica_step(images, labels):
+        images, labels = distribute.replica_slice((images, labels), num_local_replicas)
+        logits = tf.cast(model(images, training=False), tf.float32)
+        valid = labels >= 0  # Padding rows carry label -1.
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.maximum(labels, 0), logits=logits)
+        loss_sum = tf.reduce_sum(tf.where(valid, per_example, 0.0))
+        top1, top5 = evaluation.count_correct(logits, labels, k=5)
+        return loss_sum, top1, top5, tf.reduce_sum(tf.cast(valid, tf.int32))
+
+    @tf.function
+    def eval_step(images, labels):
+        labels = tf.cast(labels, tf.int32)
+        # Pad the (possibly short) last batch so it splits evenly across replicas.
+        size = tf.shape(labels)[0]
+        padded = (size + num_local_replicas - 1) // num_local_replicas * num_local_replicas
+        images = tf.pad(images, [[0, padded - size], [0, 0], [0, 0], [0, 0]])
+        labels = tf.pad(labels, [[0, padded - size]], constant_values=-1)
+        results = strategy.run(replica_step, args=(images, labels))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
+
+    return eval_step
+
+
+def evaluate(eval_step, dataset: tf.data.Dataset, max_batches: int = 0) -> dict:
+    """Top-1/top-5 error and mean loss over `dataset` (the first `max_batches` if > 0)."""
+    counts = evaluation.Counts()
+    loss_sum = 0.0
+    if max_batches:
+        dataset = dataset.take(max_batches)
+    for images, labels in dataset:
+        loss, top1, top5, count = eval_step(images, labels)
+        counts.add(int(count), int(top1), int(top5))
+        loss_sum += float(loss)
+    if counts.num_examples == 0:
+        raise ValueError("the validation dataset is empty")
+    return dict(top1_error=counts.top1_error, top5_error=counts.top5_error,
+                loss=loss_sum / counts.num_examples, num_examples=counts.num_examples)
+
+
+def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool):
+    """Resolves num_classes, checks a resumed run's settings, writes config and labels."""
+    if config.num_classes == 0:
+        config = dataclasses.replace(config, num_classes=datasets.num_classes)
+    elif config.num_classes != datasets.num_classes:
+        raise ValueError(f"num_classes={config.num_classes} but the data has "
+                         f"{datasets.num_classes} classes")
+    saved = config_lib.load_saved(model_dir)
+    if saved is not None:
+        config_lib.check_compatible(saved, config)
+    if chief:
+        config_lib.save(config, model_dir)
+        if datasets.labels_file and os.path.exists(datasets.labels_file):
+            target = os.path.join(model_dir, schema.LABELS_FILE)
+            shutil.copyfile(datasets.labels_file, target + ".tmp")
+            os.replace(target + ".tmp", target)
+    return config
+
+
+class _PrecisionPolicy:
+    """Sets Keras' global dtype policy for the run and restores the previous one."""
+
+    _POLICIES = {"fp32": "float32", "mixed_float16": "mixed_float16",
+                 "mixed_bfloat16": "mixed_bfloat16"}
+
+    def __init__(self, precision: str):
+        self._policy = self._POLICIES[precision]
+        self._previous = None
+
+    def __enter__(self):
+        self._previous = keras.mixed_precision.dtype_policy()
+        keras.mixed_precision.set_dtype_policy(self._policy)
+
+    def __exit__(self, *exc):
+        keras.mixed_precision.set_dtype_policy(self._previous)
+        return False
+
+
+class _Run:
+    """The state of one training run: strategy, model, optimizer, data, checkpoints."""
+
+    def __init__(self, config, model_dir: str, strategy, datasets: Datasets, chief: bool):
+        self.config, self.model_dir, self.strategy = config, model_dir, strategy
+        self.datasets, self.chief = datasets, chief
+        keras.utils.set_random_seed(config.seed)  # Initialisation and dropout seeds.
+        num_workers = distribute.num_workers(strategy)
+        self.num_local_replicas = strategy.num_replicas_in_sync // num_workers
+        if config.batch_size % strategy.num_replicas_in_sync:
+            raise ValueError(f"batch_size={config.batch_size} must divide by the "
+                             f"{strategy.num_replicas_in_sync} replicas")
+        with strategy.scope():
+            self.model = _build_model(config)
+            self.optimizer = _make_optimizer(config)
+        # Plain (not mirrored) counters: read on the host every step.
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.schedule = optimizer_lib.make_schedule(
+                config.lr_schedule, initial_learning_rate=config.learning_rate,
+                factor=config.lr_factor, patience=config.lr_patience,
+                max_reductions=config.lr_max_reductions, min_delta=config.lr_min_delta,
+                boundaries=config.lr_boundaries)
+        self.iterator = iter(datasets.train)
+        self.checkpoint = checkpointing.make_checkpoint(
+                model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
+                lr_schedule=self.schedule, iterator=self.iterator)
+        self.manager = checkpointing.make_manager(
+                self.checkpoint, model_dir_lib.checkpoint_dir(model_dir), config.keep_checkpoints)
+        self._restore_or_initialize()
+        self.train_step = _make_train_step(self.model, self.optimizer, strategy, config,
+                                           self.num_local_replicas)
+        self.eval_step = _make_eval_step(self.model, strategy, self.num_local_replicas)
+        self.writers = metrics.summary_writers(model_dir, chief)
+        self.history = self._load_history()
+
+    def _restore_or_initialize(self):
+        config = self.config
+        fresh = self.manager.latest_checkpoint is None
+        if fresh and config.init_checkpoint:
+            checkpointing.initialize_from(self.model, config.init_checkpoint,
+                                          model_dir_lib.build_model)
+        checkpointing.freeze_all_but(self.model, config.trainable_layers)
+        with self.strategy.scope():
+            self.optimizer.build(self.model.trainable_variables)
+        checkpointing.restore_latest(self.checkpoint, self.manager)
+
+    def _load_history(self) -> list:
+        path = os.path.join(self.model_dir, HISTORY_FILE)
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            history = json.load(f)
+        # Drop epochs after the restored checkpoint (run killed after writing them).
+        return [entry for entry in history if entry["epoch"] <= int(self.epoch.numpy())]
+
+    def save(self, step: int) -> str:
+        path = self.manager.save(checkpoint_number=step)
+        logging.info("Saved checkpoint %s", path)
+        return path
+
+    def _write_history(self):
+        if not self.chief:
+            return
+        path = os.path.join(self.model_dir, HISTORY_FILE)
+        with open(path + ".tmp", "w") as f:
+            json.dump(self.history, f, indent=2)
+        os.replace(path + ".tmp", path)
+
+    def _check_finite(self, loss: float, step: int):
+        if not np.isfinite(loss):
+            raise NonFiniteLossError(
+                    f"training loss is {loss} at step {step}: stopping without saving this "
+                    f"state; the last good checkpoint is {self.manager.latest_checkpoint}. "
+                    "Lower --learning_rate, or check the data and --precision.")
+
+    def _end_of_epoch(self, epoch: int, step: int) -> dict:
+        """Validates, updates the schedule, logs and saves after a complete epoch."""
+        results = self.validate(step)
+        reduced = self.schedule.update(results["top1_error"])
+        self.epoch.assign(epoch + 1)
+        results.update(epoch=epoch + 1, step=step,
+                       learning_rate=float(self.optimizer.learning_rate.numpy()),
+                       reduced_learning_rate=bool(reduced))
+        self.history.append(results)
+        logging.info("epoch %d step %d: top-1 error %.4f, top-5 error %.4f, loss %.4f%s",
+                     epoch + 1, step, results["top1_error"], results["top5_error"],
+                     results["loss"], " (learning rate reduced)" if reduced else "")
+        self.save(step)
+        self._write_history()
+        return results
+
+    def validate(self, step: int) -> dict:
+        results = evaluate(self.eval_step, self.datasets.validation(), self.config.eval_steps)
+        metrics.write_epoch_summaries(self.writers, step, results, self.model,
+                                      self.config.summary_images)
+        return results
+
+    def _train_epoch(self, epoch: int, step: int, end_step: int, progress, termination) -> int:
+        """Runs steps up to `end_step` (or a SIGTERM); returns the new global step."""
+        config = self.config
+        while step < end_step:
+            loss = float(self.train_step(self.iterator))
+            step += 1
+            self._check_finite(loss, step)
+            self.step.assign(step)
+            learning_rate = float(self.optimizer.learning_rate.numpy())
+            images_per_second = progress.update(step, loss, learning_rate)
+            if step % config.log_every_steps == 0:
+                with self.writers["train"].as_default(step=step):
+                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("learning_rate", learning_rate)
+                    tf.summary.scalar("images_per_second", images_per_second)
+            if termination.requested:
+                return step
+            if step % config.checkpoint_every_steps == 0 and step < end_step:
+                self.save(step)
+        return step
+
+    def train(self, termination) -> dict:
+        """The loop over epochs; returns the last validation results and the history."""
+        config = self.config
+        steps_per_epoch = config.steps_per_epoch or max(
+                1, self.datasets.num_train_examples // config.batch_size)
+        total_steps = config.num_epochs * steps_per_epoch
+        if config.max_steps:
+            total_steps = min(total_steps, config.max_steps)
+        step = int(self.step.numpy())
+        progress = metrics.Progress(self.chief and config.progress_bar, config.batch_size)
+        results = self.history[-1] if self.history else {}
+        try:
+            while step < total_steps:
+                epoch = step // steps_per_epoch
+                self.optimizer.learning_rate.assign(self.schedule.learning_rate(epoch))
+                epoch_end = (epoch + 1) * steps_per_epoch
+                progress.start_epoch(epoch, config.num_epochs, step - epoch * steps_per_epoch,
+                                     steps_per_epoch)
+                step = self._train_epoch(epoch, step, min(epoch_end, total_steps), progress,
+                                         termination)
+                progress.close()
+                if termination.requested:
+                    self.save(step)
+                    return dict(results, step=step, preempted=True, history=self.history)
+                if step == epoch_end:
+                    results = self._end_of_epoch(epoch, step)
+        finally:
+            progress.close()
+        if not results or results.get("step") != step:
+            # Stopped mid-epoch (max_steps): validate and save the final state too.
+            results = dict(self.validate(step), step=step, epoch=int(self.epoch.numpy()))
+            if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint \
+                    .endswith(f"-{step}"):
+                self.save(step)
+        return dict(results, preempted=False, history=self.history)
+
+
+def make_datasets(config: config_lib.TrainConfig, strategy) -> Datasets:
+    """The training and validation data of `config` through the project's input pipeline."""
+    raise NotImplementedError("input pipeline integration pending")
+
+
+def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
+                       datasets: Optional[Datasets] = None) -> dict:
+    """Trains `config`'s network, validating each epoch; resumes from model_dir if it can.
+
+    Args:
+      config: the run configuration.
+      model_dir: where config.json, labels.json, checkpoints/ and logs/ go.
+      datasets: the data to use instead of `config`'s (tests, custom data).
+
+    Returns:
+      dict: the last validation results (top1_error, top5_error, loss, num_examples),
+      step, epoch, preempted (True when stopped by SIGTERM) and history (per epoch).
+
+    Raises:
+      NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
+      ValueError: bad settings, or settings incompatible with the run in model_dir.
+    """
+    strategy = distribute.create_strategy(config.strategy, config.devices)
+    distribute.check_tower_devices(strategy, config.tower_devices)
+    chief = distribute.is_chief(strategy)
+    if datasets is None:
+        datasets = make_datasets(config, strategy)
+    config = _prepare_model_dir(config, model_dir, datasets, chief)
+    with _PrecisionPolicy(config.precision), checkpointing.TerminationFlag() as termination:
+        run = _Run(config, model_dir, strategy, datasets, chief)
+        return run.train(termination)
