@@ -1,0 +1,192 @@
+"""Tests for alexnet_tf/preprocessing.py: crops, flips, PCA lighting, mean, 10 crops, eager == tf.data."""
+
+import dataclasses
+import io
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import preprocessing
+from alexnet_tf import stats as stats_lib
+
+# Small sizes keep the tests fast; one test checks the paper's 224/256.
+CROP, RESIZE = 24, 32
+
+
+def encode(array: np.ndarray, kind: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, kind, quality=95)
+    return buffer.getvalue()
+
+
+def random_image(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def make_stats(mean_image=None, eigval=(55.46, 4.794, 1.148)):
+    published = stats_lib.load_stats(None)
+    return dataclasses.replace(published, eigval=np.asarray(eigval, np.float32),
+                               mean_image=mean_image)
+
+
+def seed_of(i):
+    return tf.constant([7, i], tf.int64)
+
+
+def expected_crop(frame, offset, flipped, crop=CROP):
+    window = frame[offset[0]:offset[0] + crop, offset[1]:offset[1] + crop]
+    return window[:, ::-1] if flipped else window
+
+
+@pytest.mark.parametrize("height,width", [(RESIZE, RESIZE), (RESIZE, 45)])
+def test_train_crop_jpeg_window_is_exact_crop_of_canonical_frame(height, width):
+    jpeg = encode(random_image(height, width), "JPEG")
+    full = tf.io.decode_jpeg(jpeg).numpy()
+    origin = (width - RESIZE) // 2
+    frame = full[:, origin:origin + RESIZE]
+    for i in range(8):
+        crop = preprocessing.train_crop(jpeg, seed_of(i), crop_size=CROP, resize_size=RESIZE)
+        offset = crop["offset"].numpy()
+        assert crop["image"].shape == (CROP, CROP, 3) and crop["image"].dtype == tf.uint8
+        assert 0 <= offset.min() and offset.max() <= RESIZE - CROP
+        image = crop["image"].numpy().astype(int)
+        expected = expected_crop(frame, offset, crop["flip"].numpy()).astype(int)
+        # Decoding only the window upsamples chroma at the window's edges from inside the
+        # window (libjpeg), so the outer rows/columns may differ slightly; the rest is exact.
+        np.testing.assert_array_equal(image[1:-1, 1:-1], expected[1:-1, 1:-1])
+        assert np.abs(image - expected).mean() < 1.0
+
+
+def test_train_crop_resizes_other_sizes_and_formats():
+    array = random_image(50, 70)
+    resized = preprocessing.resize_shorter_side(tf.constant(array), RESIZE).numpy()
+    assert resized.shape == (RESIZE, round(70 * RESIZE / 50), 3)
+    origin = (resized.shape[1] - RESIZE) // 2
+    frame = resized[:, origin:origin + RESIZE]
+    crop = preprocessing.train_crop(encode(array), seed_of(3), crop_size=CROP, resize_size=RESIZE)
+    np.testing.assert_array_equal(
+            crop["image"].numpy(), expected_crop(frame, crop["offset"].numpy(), crop["flip"]))
+
+
+def test_flip_is_identity_or_mirror_and_both_happen():
+    png = encode(random_image(RESIZE, RESIZE))
+    flips = []
+    for i in range(24):
+        unflipped = preprocessing.train_crop(png, seed_of(i), crop_size=CROP, resize_size=RESIZE,
+                                             flip=False)
+        maybe = preprocessing.train_crop(png, seed_of(i), crop_size=CROP, resize_size=RESIZE)
+        np.testing.assert_array_equal(maybe["offset"], unflipped["offset"])
+        assert not unflipped["flip"]
+        reference = unflipped["image"].numpy()
+        if maybe["flip"]:
+            reference = reference[:, ::-1]
+        np.testing.assert_array_equal(maybe["image"].numpy(), reference)
+        flips.append(bool(maybe["flip"]))
+    assert 4 <= sum(flips) <= 20, flips
+
+
+def test_pca_lighting_covariance_matches_request():
+    stats = make_stats()
+    pca_std, num_draws = 0.1, 4000
+    png = encode(np.zeros((8, 8, 3), np.uint8))
+    dataset = tf.data.Dataset.range(num_draws).map(
+            lambda i: preprocessing.train_crop(png, tf.stack([tf.constant(1, tf.int64), i]),
+                                               crop_size=2, resize_size=8, pca_std=pca_std))
+    batch = next(iter(dataset.batch(num_draws)))
+    zeros = tf.zeros([num_draws, 2, 2, 3], tf.uint8)
+    shift = preprocessing.float_augment_batch(
+            zeros, batch["offset"], batch["flip"], batch["alpha"], stats=stats,
+            mean_mode="rgb", resize_size=8).numpy() + stats.mean_rgb
+    # One shift per image: every pixel of a crop moves by the same RGB vector.
+    np.testing.assert_allclose(shift[:, 0, 0], shift[:, 1, 1], atol=1e-4)
+    scaled = stats.eigvec * (pca_std * stats.eigval)
+    expected_cov = scaled @ scaled.T
+    measured_cov = np.cov(shift[:, 0, 0].T)
+    np.testing.assert_allclose(measured_cov, expected_cov, rtol=0.1, atol=0.02 * expected_cov.max())
+    np.testing.assert_allclose(shift[:, 0, 0].mean(0), 0, atol=4 * np.sqrt(expected_cov.max() / num_draws))
+
+
+def test_mean_subtraction_rgb_and_image():
+    array = random_image(RESIZE, RESIZE, seed=1)
+    mean_image = np.random.default_rng(2).uniform(0, 255, (RESIZE, RESIZE, 3)).astype(np.float32)
+    png = encode(array)
+    for mean_mode, stats in (("rgb", make_stats()), ("image", make_stats(mean_image))):
+        for i in range(6):
+            out = preprocessing.preprocess_for_train(png, seed_of(i), stats=stats, crop_size=CROP,
+                                                     mean_mode=mean_mode, pca_std=0.0,
+                                                     resize_size=RESIZE).numpy()
+            crop = preprocessing.train_crop(png, seed_of(i), crop_size=CROP, resize_size=RESIZE)
+            offset, flipped = crop["offset"].numpy(), bool(crop["flip"])
+            image = expected_crop(array, offset, flipped).astype(np.float32)
+            mean = (stats.mean_rgb if mean_mode == "rgb"
+                    else expected_crop(mean_image, offset, flipped))
+            np.testing.assert_allclose(out, image - mean, atol=1e-4)
+
+
+def test_ten_crops_are_corners_centre_and_mirrors():
+    array = random_image(RESIZE, RESIZE, seed=3)
+    stats = make_stats()
+    crops = preprocessing.preprocess_for_eval(encode(array), stats=stats, crop_size=CROP,
+                                              resize_size=RESIZE, ten_crop=True).numpy()
+    assert crops.shape == (10, CROP, CROP, 3)
+    far, mid = RESIZE - CROP, (RESIZE - CROP) // 2
+    corners = [(mid, mid), (0, 0), (0, far), (far, 0), (far, far)]
+    expected = [expected_crop(array, c, False) for c in corners]
+    expected += [e[:, ::-1] for e in expected]
+    np.testing.assert_allclose(crops + stats.mean_rgb, np.stack(expected).astype(np.float32),
+                               atol=1e-4)
+
+
+def test_eval_any_size_and_paper_sizes():
+    stats = make_stats()
+    array = random_image(256, 256, seed=4)
+    out = preprocessing.preprocess_for_eval(encode(array), stats=stats).numpy()
+    assert out.shape == (224, 224, 3)
+    np.testing.assert_allclose(out + stats.mean_rgb, array[16:240, 16:240], atol=1e-4)
+    big = preprocessing.preprocess_for_eval(encode(random_image(300, 500), "JPEG"), stats=stats)
+    assert big.shape == (224, 224, 3)
+    small = preprocessing.preprocess_for_eval(encode(random_image(20, 30)), stats=stats)
+    assert small.shape == (224, 224, 3)
+
+
+def test_eager_equals_tf_data():
+    stats = make_stats(np.full((RESIZE, RESIZE, 3), 100.0, np.float32))
+    images = [encode(random_image(RESIZE, RESIZE, seed=s), "JPEG") for s in range(4)]
+    train = dict(stats=stats, crop_size=CROP, resize_size=RESIZE)
+    evaluate = dict(stats=stats, crop_size=CROP, resize_size=RESIZE, ten_crop=True)
+    dataset = tf.data.Dataset.from_tensor_slices(images).enumerate().map(
+            lambda i, image: (preprocessing.preprocess_for_train(image, tf.stack([7, i]), **train),
+                              preprocessing.preprocess_for_eval(image, **evaluate)))
+    for i, (train_out, eval_out) in enumerate(dataset):
+        eager_train = preprocessing.preprocess_for_train(images[i], seed_of(i), **train)
+        np.testing.assert_array_equal(train_out.numpy(), eager_train.numpy())
+        np.testing.assert_array_equal(eval_out.numpy(),
+                                      preprocessing.preprocess_for_eval(images[i], **evaluate))
+
+
+def test_device_augment_matches_host_and_seed_repeats():
+    stats = make_stats(np.random.default_rng(5).uniform(0, 255, (RESIZE, RESIZE, 3)))
+    png = encode(random_image(RESIZE, RESIZE, seed=6))
+    kwargs = dict(stats=stats, crop_size=CROP, resize_size=RESIZE)
+    crops = [preprocessing.preprocess_for_train(png, seed_of(i), augment_on_device=True, **kwargs)
+             for i in range(4)]
+    batch = {key: tf.stack([c[key] for c in crops]) for key in crops[0]}
+    on_device = preprocessing.device_augment(batch, stats=stats, resize_size=RESIZE).numpy()
+    for i in range(4):
+        host = preprocessing.preprocess_for_train(png, seed_of(i), **kwargs).numpy()
+        np.testing.assert_allclose(on_device[i], host, atol=1e-4)
+    different = preprocessing.preprocess_for_train(png, seed_of(99), **kwargs).numpy()
+    assert not np.array_equal(different, on_device[0])
+
+
+def test_bad_arguments_raise_clear_errors():
+    png = encode(random_image(RESIZE, RESIZE))
+    with pytest.raises(ValueError, match="mean_mode"):
+        preprocessing.preprocess_for_train(png, seed_of(0), stats=make_stats(), mean_mode="bgr",
+                                           crop_size=CROP, resize_size=RESIZE)
+    with pytest.raises(ValueError, match="crop_size"):
+        preprocessing.preprocess_for_eval(png, stats=make_stats(), crop_size=40, resize_size=32)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        preprocessing.preprocess_for_eval(b"not an image", stats=make_stats())
