@@ -1,0 +1,250 @@
+"""Finding ILSVRC-2012 image files on disk and the labels that go with them.
+
+Layouts understood (DIR is `--imagenet_dir`):
+
+  DIR/train/<wnid>/<any file name>            training images, one folder per synset
+  DIR/val/<wnid>/<any file name>              validation, sorted into folders, or
+  DIR/val/ILSVRC2012_val_00000001.JPEG ...    validation, flat, labelled by a ground-truth file
+
+Ground-truth files for the flat layout (format recognised by content):
+
+  * one synset per line in file-name order: tensorflow-datasets' `validation_labels.txt`
+    (the default, shipped inside the installed package, so nothing is downloaded);
+  * the devkit's `ILSVRC2012_validation_ground_truth.txt`: one ILSVRC2012_ID (1..1000)
+    per line, plus a map from those ids to synsets: the devkit's `data/meta.mat` (read
+    with scipy when it is installed) or a text file with a synset and an integer id on
+    each line, e.g. `map_clsloc.txt` from the ILSVRC2014+ devkits ("n02119789 1 kit_fox");
+  * Kaggle's `LOC_val_solution.csv` (ImageId,PredictionString).
+
+Line n of a per-line file labels the file whose name ends in the number n
+(`..._00000001.JPEG` is line 1); when names carry no number, sorted file order is used.
+
+Human-readable names come from `LOC_synset_mapping.txt` or the devkit/Caffe
+`synset_words.txt` ("n01440764 tench, Tinca tinca").
+"""
+
+import csv
+import os
+import re
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+_SYNSET_RE = re.compile(r"^n\d{8}$")
+_TRAILING_NUMBER_RE = re.compile(r"(\d+)$")
+NAMES_FILES = ("LOC_synset_mapping.txt", "synset_words.txt")
+LOCAL_VAL_LABEL_FILES = ("validation_labels.txt", "LOC_val_solution.csv")
+
+
+class ImageFile(NamedTuple):
+    path: str  # absolute or as given
+    relpath: str  # relative to the ImageNet directory (what the manifest lists)
+    synset: str
+
+
+class Rejected(NamedTuple):
+    relpath: str
+    reason: str
+
+
+def is_synset(name: str) -> bool:
+    """True for WordNet ids like `n01440764`."""
+    return bool(_SYNSET_RE.match(name))
+
+
+def tfds_validation_labels_path() -> str:
+    """The 50,000-line validation_labels.txt inside the installed tensorflow-datasets."""
+    import tensorflow_datasets  # Local import: only needed for this default.
+    return os.path.join(os.path.dirname(tensorflow_datasets.__file__), "datasets",
+                        "imagenet2012", "validation_labels.txt")
+
+
+def _listdir(path: str) -> List[os.DirEntry]:
+    with os.scandir(path) as entries:
+        return sorted(entries, key=lambda entry: entry.name)
+
+
+def find_class_dir_files(split_dir: str, root: str) -> Tuple[List[ImageFile], List[Rejected]]:
+    """Lists `split_dir/<wnid>/*`: every non-directory entry is an image candidate.
+
+    Non-images are not filtered here: the converter rejects them by content, with a
+    reason. Folders that are not synset ids and unreadable folders are rejected.
+
+    Raises:
+      ValueError: `split_dir` holds no synset folders.
+    """
+    files, rejected = [], []
+    for entry in _listdir(split_dir):
+        relpath = os.path.relpath(entry.path, root)
+        if not entry.is_dir():
+            rejected.append(Rejected(relpath, "file outside any class folder"))
+            continue
+        if not is_synset(entry.name):
+            rejected.append(Rejected(relpath, "folder name is not a synset id like n01440764"))
+            continue
+        try:
+            children = _listdir(entry.path)
+        except OSError as error:
+            rejected.append(Rejected(relpath, f"unreadable folder: {error.strerror or error}"))
+            continue
+        for child in children:
+            child_rel = os.path.relpath(child.path, root)
+            if child.is_dir():
+                rejected.append(Rejected(child_rel, "unexpected folder inside a class folder"))
+            else:
+                files.append(ImageFile(child.path, child_rel, entry.name))
+    entries = _listdir(split_dir)
+    if not files and not any(is_synset(entry.name) for entry in entries):
+        hint = (" (extract the per-class .tar files first)"
+                if any(entry.name.endswith(".tar") for entry in entries) else "")
+        raise ValueError(f"{split_dir!r} holds no class folders: expected "
+                         f"{split_dir}/<wnid>/*.JPEG with wnid like n01440764{hint}")
+    return files, rejected
+
+
+def detect_val_layout(val_dir: str) -> str:
+    """Returns "by_class" when val_dir has synset folders, "flat" when it has files.
+
+    Raises:
+      ValueError: val_dir is empty.
+    """
+    entries = _listdir(val_dir)
+    if any(entry.is_dir() and is_synset(entry.name) for entry in entries):
+        return "by_class"
+    if any(not entry.is_dir() for entry in entries):
+        return "flat"
+    raise ValueError(f"validation directory {val_dir!r} is empty: expected "
+                     f"{val_dir}/<wnid>/*.JPEG or {val_dir}/ILSVRC2012_val_00000001.JPEG ...")
+
+
+def read_devkit_map(path: str) -> Dict[int, str]:
+    """Maps devkit ILSVRC2012_IDs to synsets, from meta.mat or a text file.
+
+    Raises:
+      ValueError: the file holds no id/synset pairs, or meta.mat without scipy.
+    """
+    if path.endswith(".mat"):
+        try:
+            import scipy.io  # Optional: only for the devkit's MATLAB file.
+        except ImportError:
+            raise ValueError(
+                f"reading {path!r} needs scipy, which is not installed; pass a text map instead "
+                "(one 'n01440764 <id>' pair per line, e.g. the ILSVRC2014 devkit's "
+                "map_clsloc.txt)") from None
+        synsets = scipy.io.loadmat(path)["synsets"]
+        mapping = {int(row[0][0][0][0]): str(row[0][1][0]) for row in synsets}
+        return {index: wnid for index, wnid in mapping.items() if 1 <= index <= 1000}
+    mapping = {}
+    with open(path) as f:
+        for line in f:
+            tokens = line.split()
+            wnids = [token for token in tokens if is_synset(token)]
+            numbers = [token for token in tokens if token.isdigit()]
+            if wnids and numbers:
+                mapping[int(numbers[0])] = wnids[0]
+    if not mapping:
+        raise ValueError(f"{path!r} holds no '<wnid> <id>' pairs (expected lines like "
+                         "'n02119789 1 kit_fox')")
+    return mapping
+
+
+def read_ground_truth(path: str, devkit_map_path: Optional[str] = None):
+    """Reads a flat-validation ground-truth file.
+
+    Returns:
+      (by_line, by_name): by_line is a list of synsets (line n -> by_line[n - 1]) or None;
+      by_name maps a file-name stem (no extension) to a synset, or None.
+
+    Raises:
+      FileNotFoundError: no file at `path`.
+      ValueError: a format the converter does not know, or devkit ids without a map.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"validation ground-truth file {path!r} not found")
+    with open(path) as f:
+        text = f.read()
+    if path.endswith(".csv") or text.startswith("ImageId"):
+        by_name = {row["ImageId"]: row["PredictionString"].split()[0]
+                   for row in csv.DictReader(text.splitlines())}
+        return None, by_name
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and all(is_synset(line) for line in lines):
+        return lines, None
+    if lines and all(line.isdigit() for line in lines):
+        if not devkit_map_path:
+            raise ValueError(f"{path!r} holds devkit class ids (1..1000); also pass "
+                             "--devkit_map (the devkit's data/meta.mat or a text map)")
+        mapping = read_devkit_map(devkit_map_path)
+        missing = sorted({int(line) for line in lines} - set(mapping))
+        if missing:
+            raise ValueError(f"{devkit_map_path!r} does not map devkit ids {missing[:10]}")
+        return [mapping[int(line)] for line in lines], None
+    raise ValueError(f"{path!r} is not a ground-truth file this converter knows: expected one "
+                     "synset per line, one devkit id per line, or LOC_val_solution.csv")
+
+
+def label_flat_files(val_dir: str, root: str, by_line, by_name):
+    """Pairs each file in the flat `val_dir` with its synset.
+
+    Returns:
+      (files, rejected): files without a label are rejected with a reason.
+    """
+    entries = [entry for entry in _listdir(val_dir) if not entry.is_dir()]
+    stems = [os.path.splitext(entry.name)[0] for entry in entries]
+    numbers = [_TRAILING_NUMBER_RE.search(stem) for stem in stems]
+    use_numbers = all(numbers) and len({int(m[1]) for m in numbers}) == len(numbers)
+    if by_line is not None and not use_numbers and len(entries) != len(by_line):
+        raise ValueError(f"{val_dir!r} holds {len(entries)} files whose names carry no line "
+                         f"number, but the ground truth has {len(by_line)} lines")
+    files, rejected = [], []
+    for position, (entry, stem) in enumerate(zip(entries, stems)):
+        relpath = os.path.relpath(entry.path, root)
+        if by_name is not None:
+            synset = by_name.get(stem)
+        else:
+            line = int(numbers[position][1]) if use_numbers else position + 1
+            synset = by_line[line - 1] if 1 <= line <= len(by_line) else None
+        if synset is None:
+            rejected.append(Rejected(relpath, "no label in the ground-truth file"))
+        else:
+            files.append(ImageFile(entry.path, relpath, synset))
+    return files, rejected
+
+
+def find_names_file(imagenet_dir: str) -> Optional[str]:
+    """Returns LOC_synset_mapping.txt or synset_words.txt in (or above) imagenet_dir."""
+    for directory in (imagenet_dir, os.path.dirname(os.path.abspath(imagenet_dir))):
+        for name in NAMES_FILES:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def read_synset_names(path: str) -> Dict[str, str]:
+    """Reads "n01440764 tench, Tinca tinca" lines into {synset: name}.
+
+    Raises:
+      ValueError: no such line in the file.
+    """
+    names = {}
+    with open(path) as f:
+        for line in f:
+            synset, _, name = line.strip().partition(" ")
+            if is_synset(synset):
+                names[synset] = name.strip()
+    if not names:
+        raise ValueError(f"{path!r} holds no 'n01440764 name' lines")
+    return names
+
+
+def read_synset_list(path: str) -> List[str]:
+    """Reads a class list (one synset per line, first token), e.g. tfds' labels.txt.
+
+    Raises:
+      ValueError: a line does not start with a synset id, or a synset repeats.
+    """
+    with open(path) as f:
+        synsets = [line.split()[0] for line in f if line.strip()]
+    bad = [synset for synset in synsets if not is_synset(synset)]
+    if bad or len(set(synsets)) != len(synsets):
+        raise ValueError(f"{path!r} must list distinct synset ids, one per line; got {bad[:5]}")
+    return synsets

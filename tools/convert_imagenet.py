@@ -1,0 +1,94 @@
+"""Converts ILSVRC-2012 image folders to sharded TFRecords for training.
+
+  python tools/convert_imagenet.py --imagenet_dir=DIR --output_dir=OUT
+
+DIR holds train/<wnid>/*.JPEG and val/ (either val/<wnid>/*.JPEG or the flat
+val/ILSVRC2012_val_00000001.JPEG ... labelled by a ground-truth file). Images are
+rescaled so the shorter side is 256 and centre-cropped to 256x256 as in the paper, and
+re-encoded as RGB JPEG. Bad files are listed in OUT/manifest.json and in a summary, and do
+not stop the run (unless --strict). Killing the run and starting it again resumes it and
+gives the same bytes as one uninterrupted run. See alexnet_tf/imagenet_convert.py.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow is imported.
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from alexnet_tf import imagenet_convert  # noqa: E402
+from alexnet_tf import imagenet_manifest  # noqa: E402
+from alexnet_tf import schema  # noqa: E402
+
+_IMAGENET_DIR = flags.DEFINE_string(
+    "imagenet_dir", None, "Folder holding train/ and/or val/ (the ILSVRC-2012 images).",
+    required=True)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Where shards, labels.json and manifest.json are written.",
+    required=True)
+_SPLITS = flags.DEFINE_list(
+    "splits", list(schema.SPLITS), "Which splits to convert: train, validation or both.")
+_TRAIN_SHARDS = flags.DEFINE_integer("train_shards", 1024, "Number of training shards.")
+_VALIDATION_SHARDS = flags.DEFINE_integer(
+    "validation_shards", 128, "Number of validation shards.")
+_RESIZE = flags.DEFINE_integer(
+    "resize", 256, "Rescale the shorter side to this size and centre-crop a square of it "
+    "(the paper's 256x256); 0 keeps original sizes and the original bytes of RGB JPEGs.")
+_QUALITY = flags.DEFINE_integer("quality", 90, "JPEG quality (1..100) of re-encoded images.")
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seed of the shuffle that assigns files to shards (output depends only on it).")
+_NUM_WORKERS = flags.DEFINE_integer(
+    "num_workers", os.cpu_count() or 1,
+    "Worker processes, one shard at a time each; 1 converts in this process.")
+_VAL_LAYOUT = flags.DEFINE_enum(
+    "val_layout", "auto", ["auto", "by_class", "flat"],
+    "Layout of DIR/val: class folders, flat files with a ground-truth file, or detect.")
+_VAL_LABELS = flags.DEFINE_string(
+    "val_labels", None,
+    "Ground truth for a flat val/: one synset per line in file-name order, the devkit's "
+    "ILSVRC2012_validation_ground_truth.txt (needs --devkit_map) or Kaggle's "
+    "LOC_val_solution.csv. Default: DIR/validation_labels.txt or DIR/LOC_val_solution.csv "
+    "when present, else validation_labels.txt from the installed tensorflow-datasets.")
+_DEVKIT_MAP = flags.DEFINE_string(
+    "devkit_map", None,
+    "Maps devkit ids 1..1000 to synsets: the devkit's data/meta.mat (needs scipy) or a "
+    "text file of 'wnid id' lines such as the ILSVRC2014 devkit's map_clsloc.txt.")
+_SYNSET_NAMES = flags.DEFINE_string(
+    "synset_names", None, "'wnid name' lines (LOC_synset_mapping.txt or synset_words.txt); "
+    "default: either file in DIR or its parent, if present.")
+_SYNSETS_FILE = flags.DEFINE_string(
+    "synsets_file", None, "The classes to keep, one synset per line (e.g. tfds' labels.txt); "
+    "default: the synset folders of train/. Labels are positions in sorted order.")
+_DRAFT = flags.DEFINE_boolean(
+    "draft", True, "Let JPEG decoding downscale very large images by 2/4/8 (faster; the "
+    "decoded image stays >= 2x the target size).")
+_STRICT = flags.DEFINE_boolean(
+    "strict", False, "Exit with status 1 when any file was rejected.")
+_PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+
+
+def main(argv):
+    del argv  # Unused.
+    options = imagenet_convert.ConvertOptions(
+        imagenet_dir=_IMAGENET_DIR.value, output_dir=_OUTPUT_DIR.value,
+        splits=tuple(_SPLITS.value), train_shards=_TRAIN_SHARDS.value,
+        validation_shards=_VALIDATION_SHARDS.value, resize=_RESIZE.value,
+        quality=_QUALITY.value, seed=_SEED.value, num_workers=_NUM_WORKERS.value,
+        val_layout=_VAL_LAYOUT.value, val_labels=_VAL_LABELS.value,
+        devkit_map=_DEVKIT_MAP.value, synset_names=_SYNSET_NAMES.value,
+        synsets_file=_SYNSETS_FILE.value, use_draft=_DRAFT.value,
+        show_progress=_PROGRESS.value)
+    result = imagenet_convert.convert(options)
+    print(imagenet_manifest.format_summary(result.manifest))
+    if result.num_converted_now:
+        logging.info("converted %d images in %.1f s (%.1f images/s)", result.num_converted_now,
+                     result.seconds, result.num_converted_now / max(result.seconds, 1e-9))
+    print(f"wrote {os.path.join(options.output_dir, schema.MANIFEST_FILE)}")
+    if _STRICT.value and result.manifest["rejected"]:
+        raise SystemExit(f"--strict: {len(result.manifest['rejected'])} files were rejected")
+
+
+if __name__ == "__main__":
+    app.run(main)
