@@ -130,8 +130,22 @@ class LocalResponseNormalization(keras.layers.Layer):
         window_sum = ops.matmul(ops.reshape(ops.square(x), (-1, num_channels)),
                                 ops.convert_to_tensor(band))
         window_sum = ops.reshape(window_sum, shape)
-        scale = ops.power(self.k + self.effective_alpha * window_sum, -self.beta)
-        return x * scale
+        return x * self._inverse_power(self.k + self.effective_alpha * window_sum)
+
+    def _inverse_power(self, base):
+        """base ** -beta. pow is the slowest op of the layer on CPU: the paper's beta=0.75
+        is rsqrt(base) * sqrt(rsqrt(base)), several times faster, forward and backward."""
+        if self.beta == 0.75:
+            inverse_root = ops.rsqrt(base)
+            return inverse_root * ops.sqrt(inverse_root)
+        if self.beta == 0.5:
+            return ops.rsqrt(base)
+        if self.beta == 1.0:
+            return 1.0 / base
+        if self.beta == 0.0:
+            return ops.ones_like(base)
+        # base >= k > 0, so the logarithm is defined.
+        return ops.exp(-self.beta * ops.log(base))
 
     def call(self, inputs):
         if not self.devices:

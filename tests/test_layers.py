@@ -69,6 +69,15 @@ def test_lrn_matches_numpy_paper_formula(convention, size, groups):
     np.testing.assert_allclose(layer(x).numpy(), expected, rtol=2e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.75, 1.0, 0.6, 2.0])
+def test_lrn_every_beta_path_matches_numpy(beta):
+    # beta 0.5, 0.75 and 1 have fast paths (rsqrt, reciprocal); others use exp(-beta log).
+    x = np.random.RandomState(8).normal(0, 50, (2, 3, 3, 6)).astype(np.float32)
+    layer = LocalResponseNormalization(size=3, k=1.5, alpha=1e-3, beta=beta)
+    np.testing.assert_allclose(layer(x).numpy(), numpy_lrn(x, 3, 1.5, 1e-3, beta),
+                               rtol=2e-5, atol=1e-6)
+
+
 def test_lrn_edge_channels_use_clipped_window():
     # Channel 0's window is channels 0..2 only (not wrapped around): check by hand.
     x = np.zeros((1, 1, 1, 6), np.float32)
