@@ -7,6 +7,7 @@ Neural Networks", NIPS 2012:
     multiplies the window sum (Caffe and PyTorch divide alpha by the window size).
   * `GroupedConv2D` (section 3.2, figure 2): the two-tower convolution whose groups
     only see their own tower's channels, optionally one device per group.
+  * `GroupedMaxPooling2D`: max pooling that keeps each tower on its own device.
 """
 
 from typing import Optional, Sequence
@@ -330,3 +331,62 @@ class GroupedConv2D(keras.layers.Layer):
             if config.get(key) is not None:
                 config[key] = deserialize(config[key])
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GroupedMaxPooling2D(keras.layers.Layer):
+    """Max pooling run separately on each group's channels, each on its own device.
+
+    Pooling is per channel, so the result equals `keras.layers.MaxPooling2D`; the layer
+    exists so the paper's two-GPU network pools each tower's maps where they were computed
+    (section 3.2) instead of gathering both towers on one device. Without `devices` it is
+    a single max-pool. channels_last only.
+
+    Args:
+      pool_size: int or (height, width).
+      strides: int or (height, width).
+      padding: "valid" or "same".
+      groups: number of contiguous channel blocks.
+      devices: optional list of `groups` device names.
+      **kwargs: passed to `keras.layers.Layer`.
+
+    Raises:
+      ValueError: bad `devices`, or (at build) channels not divisible by `groups`.
+    """
+
+    def __init__(self, pool_size=3, strides=2, padding="valid", groups: int = 2,
+                 devices: Optional[Sequence[str]] = None, **kwargs):
+        super().__init__(**kwargs)
+        name = f"GroupedMaxPooling2D({self.name})"
+        self.groups = _positive_int(groups, "groups", name)
+        self.devices = _check_devices(devices, self.groups, name)
+        self.pool = keras.layers.MaxPooling2D(pool_size, strides, padding=padding,
+                                              dtype=self.dtype_policy, name="pool")
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        if input_shape[-1] is None or input_shape[-1] % self.groups:
+            raise ValueError(f"GroupedMaxPooling2D({self.name}): channels must be known and "
+                             f"divisible by groups={self.groups}, received input shape "
+                             f"{tuple(input_shape)}")
+        self._group_channels = input_shape[-1] // self.groups
+
+    def call(self, inputs):
+        if not self.devices:
+            return self.pool(inputs)
+        outputs = []
+        for group, device in enumerate(self.devices):
+            start = group * self._group_channels
+            with tf.device(device):
+                outputs.append(self.pool(inputs[..., start:start + self._group_channels]))
+        return ops.concatenate(outputs, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return self.pool.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=self.pool.pool_size, strides=self.pool.strides,
+                      padding=self.pool.padding, groups=self.groups,
+                      devices=list(self.devices) if self.devices else None)
+        return config

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import keras
 
-from alexnet_tf.layers import GroupedConv2D, LocalResponseNormalization
+from alexnet_tf.layers import GroupedConv2D, GroupedMaxPooling2D, LocalResponseNormalization
 
 ALEXNET_VARIANTS = ("paper", "one_tower")
 # The paper's initialisation (section 5): weights N(0, 0.01); biases 1 in conv2, conv4,
@@ -104,6 +104,13 @@ def _lrn(name, use_lrn, lrn_convention, groups=1, devices=None):
                                       devices=devices, name=name)
 
 
+def _pool(name, tower_devices):
+    """3x3 stride-2 overlapping max-pool; per tower when the towers have devices."""
+    if tower_devices:
+        return GroupedMaxPooling2D(3, 2, groups=NUM_TOWERS, devices=tower_devices, name=name)
+    return keras.layers.MaxPooling2D(3, 2, name=name)
+
+
 def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices):
     """The paper's two-tower conv1..pool5. x: (batch, 227, 227, 3) -> (batch, 6, 6, 256)."""
     towers = dict(groups=NUM_TOWERS, devices=tower_devices)
@@ -113,12 +120,12 @@ def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices):
     # The paper normalises and pools each tower's maps on its own GPU; LRN's window
     # stays inside a tower in every mode so one-device and two-device nets agree.
     for layer in (_lrn("norm1", use_lrn, lrn_convention, **towers),
-                  keras.layers.MaxPooling2D(3, 2, name="pool1")):  # (batch, 27, 27, 96)
+                  _pool("pool1", tower_devices)):  # (batch, 27, 27, 96)
         x = layer(x) if layer is not None else x
     x = GroupedConv2D(widths[1], 5, padding="same", activation="relu", name="conv2",
                       **towers, **_init_args("conv2"))(x)  # (batch, 27, 27, 256)
     for layer in (_lrn("norm2", use_lrn, lrn_convention, **towers),
-                  keras.layers.MaxPooling2D(3, 2, name="pool2")):  # (batch, 13, 13, 256)
+                  _pool("pool2", tower_devices)):  # (batch, 13, 13, 256)
         x = layer(x) if layer is not None else x
     # conv3 is where the towers exchange: every kernel sees all 256 maps. (batch, 13, 13, 384)
     x = keras.layers.Conv2D(widths[2], 3, padding="same", activation="relu", name="conv3",
@@ -127,7 +134,7 @@ def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices):
                       **towers, **_init_args("conv4"))(x)  # (batch, 13, 13, 384)
     x = GroupedConv2D(widths[4], 3, padding="same", activation="relu", name="conv5",
                       **towers, **_init_args("conv5"))(x)  # (batch, 13, 13, 256)
-    return keras.layers.MaxPooling2D(3, 2, name="pool5")(x)  # (batch, 6, 6, 256)
+    return _pool("pool5", tower_devices)(x)  # (batch, 6, 6, 256)
 
 
 def _one_tower_features(x, widths, input_size):
@@ -168,7 +175,9 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
       dropout_rate: dropout after fc6 and fc7 (paper: 0.5).
       use_lrn: whether the paper variant has norm1 and norm2 (ignored for one_tower).
       tower_devices: two device names, e.g. ("/GPU:0", "/GPU:1"), to place each tower's
-        conv1, norm1, conv2, norm2, conv4 and conv5 (paper variant only).
+        variables and ops for conv1, norm1, pool1, conv2, norm2, pool2, conv4, conv5 and
+        pool5 (paper variant only; conv3 and the fc layers use the default device). The
+        weights are the same with or without it, so checkpoints carry over.
       width_multiplier: scales every conv and hidden fc width (rounded to even), for
         small demo networks; 1.0 is the paper.
       lrn_convention: "paper" (alpha * sum) or "caffe" (alpha / size * sum).

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.layers import GroupedConv2D, LocalResponseNormalization
+from alexnet_tf.layers import GroupedConv2D, GroupedMaxPooling2D, LocalResponseNormalization
 
 
 def numpy_lrn(x, size, k, alpha, beta, convention="paper", groups=1):
@@ -231,3 +231,27 @@ def test_grouped_conv_bad_arguments(kwargs, message):
 def test_grouped_conv_groups_must_divide_input_channels():
     with pytest.raises(ValueError, match=r"divisible by groups=2.*\(1, 4, 4, 3\)"):
         GroupedConv2D(4, 3, groups=2)(np.zeros((1, 4, 4, 3), np.float32))
+
+
+# ----------------------------------------------------------------------- GroupedMaxPooling2D
+
+def test_grouped_max_pooling_matches_max_pooling_and_places_groups():
+    x = np.random.RandomState(9).normal(size=(2, 13, 13, 6)).astype(np.float32)
+    placed = GroupedMaxPooling2D(3, 2, groups=2, devices=["/CPU:0", "/CPU:1"])
+    expected = keras.layers.MaxPooling2D(3, 2)(x).numpy()
+    np.testing.assert_array_equal(placed(x).numpy(), expected)
+    np.testing.assert_array_equal(GroupedMaxPooling2D(3, 2)(x).numpy(), expected)
+    assert placed(x).shape == tuple(placed.compute_output_shape(x.shape)) == (2, 6, 6, 6)
+    graph = tf.function(placed).get_concrete_function(tf.TensorSpec(x.shape)).graph
+    pool_devices = sorted(op.device for op in graph.get_operations() if op.type == "MaxPool")
+    assert len(pool_devices) == 2
+    assert pool_devices[0].endswith("CPU:0") and pool_devices[1].endswith("CPU:1")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(placed))
+    assert restored.get_config() == placed.get_config()
+
+
+def test_grouped_max_pooling_bad_arguments():
+    with pytest.raises(ValueError, match="devices must be a list of 2"):
+        GroupedMaxPooling2D(devices=["/CPU:0", "/CPU:1", "/CPU:1"])
+    with pytest.raises(ValueError, match=r"divisible by groups=2.*\(1, 5, 5, 3\)"):
+        GroupedMaxPooling2D(groups=2)(np.zeros((1, 5, 5, 3), np.float32))

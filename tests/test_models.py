@@ -163,6 +163,8 @@ def test_tower_devices_place_towers_and_match_one_device():
     conv_devices = [op.device for op in graph.get_operations() if op.type == "Conv2D"]
     # conv1, conv2, conv4, conv5 twice (one per tower) plus conv3 across both.
     assert sum(d.endswith("CPU:1") for d in conv_devices) == 4
+    pool_devices = [op.device for op in graph.get_operations() if op.type == "MaxPool"]
+    assert sum(d.endswith("CPU:1") for d in pool_devices) == 3  # pool1, pool2, pool5
 
 
 def test_build_model_from_a_model_dir_spec():
