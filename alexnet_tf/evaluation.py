@@ -171,3 +171,131 @@ def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """How a run's images are preprocessed at test time (as in training)."""
+    stats: object  # alexnet_tf.stats.ImageStats
+    mean_mode: str
+    crop_size: int
+    resize_size: int
+
+
+def eval_settings(config: dict, *, stats_path: Optional[str] = None,
+                  mean_mode: Optional[str] = None) -> EvalSettings:
+    """Resolves the test-time preprocessing of a run from its config.json.
+
+    Args:
+      config: the run configuration (`model_dir.read_config`, written by config.py): the
+        "model" spec gives the crop size (input_size); "stats_path", "data_dir",
+        "mean_mode" and "resize_size" are read when present. Statistics come from
+        stats_path, else data_dir/stats.npz, else the shipped ImageNet values, as in training.
+      stats_path: overrides the statistics file.
+      mean_mode: overrides the mean mode ("image" or "rgb").
+
+    Returns:
+      EvalSettings.
+
+    Raises:
+      FileNotFoundError: the statistics file does not exist.
+      ValueError: a bad mean mode.
+    """
+    from alexnet_tf import preprocessing
+    from alexnet_tf import schema
+    from alexnet_tf import stats as stats_lib
+
+    stats_path = stats_path or config.get("stats_path")
+    data_dir = config.get("data_dir")
+    if not stats_path and data_dir and os.path.exists(os.path.join(data_dir, schema.STATS_FILE)):
+        stats_path = os.path.join(data_dir, schema.STATS_FILE)
+    mean_mode = mean_mode or config.get("mean_mode") or "image"
+    if mean_mode not in preprocessing.MEAN_MODES:
+        raise ValueError(f"mean_mode must be one of {preprocessing.MEAN_MODES}, got {mean_mode!r}")
+    return EvalSettings(
+            stats=stats_lib.load_stats(stats_path or None), mean_mode=mean_mode,
+            crop_size=int(config["model"].get("input_size", preprocessing.CROP_SIZE)),
+            resize_size=int(config.get("resize_size") or preprocessing.RESIZE_SIZE))
+
+
+SETTINGS_FILE = "alexnet_tf_preprocessing.json"
+SETTINGS_STATS_FILE = "alexnet_tf_stats.npz"
+
+
+def save_settings(settings: EvalSettings, directory: str) -> None:
+    """Writes `settings` (sizes, mean mode, and the statistics) into `directory`.
+
+    Export stores them in a SavedModel's assets.extra, so a SavedModel alone can be
+    evaluated with the same preprocessing (TF Serving ignores these files).
+    """
+    from alexnet_tf import stats as stats_lib
+
+    stats_lib.save_stats(settings.stats, os.path.join(directory, SETTINGS_STATS_FILE))
+    values = dict(crop_size=settings.crop_size, resize_size=settings.resize_size,
+                  mean_mode=settings.mean_mode, stats_file=SETTINGS_STATS_FILE)
+    tmp_path = os.path.join(directory, f"{SETTINGS_FILE}.tmp-{os.getpid()}")
+    with open(tmp_path, "w") as f:
+        json.dump(values, f, indent=2)
+    os.replace(tmp_path, os.path.join(directory, SETTINGS_FILE))
+
+
+def load_settings(directory: str) -> EvalSettings:
+    """Reads what `save_settings` wrote.
+
+    Raises:
+      FileNotFoundError: `directory` holds no settings (e.g. a SavedModel not written by
+        alexnet_tf.export).
+    """
+    from alexnet_tf import stats as stats_lib
+
+    path = os.path.join(directory, SETTINGS_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no {SETTINGS_FILE} in {directory!r}: evaluate a SavedModel "
+                                "written by `python -m alexnet_tf.export`, or pass --model_dir")
+    with open(path) as f:
+        values = json.load(f)
+    return EvalSettings(stats=stats_lib.load_stats(os.path.join(directory, values["stats_file"])),
+                        mean_mode=values["mean_mode"], crop_size=int(values["crop_size"]),
+                        resize_size=int(values["resize_size"]))
+
+
+def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
+    """A checkpoint prefix: the latest, a full prefix, or a name inside model_dir/checkpoints.
+
+    Raises:
+      FileNotFoundError: no such checkpoint.
+    """
+    from alexnet_tf import model_dir as model_dir_lib
+
+    if checkpoint is None:
+        return model_dir_lib.latest_checkpoint(model_dir)
+    for path in (checkpoint, os.path.join(model_dir_lib.checkpoint_dir(model_dir), checkpoint)):
+        if tf.io.gfile.exists(path + ".index"):
+            return path
+    raise FileNotFoundError(f"checkpoint {checkpoint!r} not found (expected a prefix such as "
+                            f"{model_dir_lib.checkpoint_dir(model_dir)}/ckpt-12, or its name "
+                            "ckpt-12)")
+
+
+def restore_model(model_dir: str, checkpoint: Optional[str] = None):
+    """Builds a run's model without device placement and restores its weights.
+
+    The paper variant may have been trained with `tower_devices`; evaluation and exported
+    graphs must not pin GPUs, so the model is rebuilt without them (same variables).
+
+    Args:
+      model_dir: a training run directory (see alexnet_tf.model_dir).
+      checkpoint: a checkpoint prefix or name; default the latest.
+
+    Returns:
+      (keras.Model, config dict, checkpoint path).
+    """
+    from alexnet_tf import model_dir as model_dir_lib
+
+    config = model_dir_lib.read_config(model_dir)
+    spec = {key: value for key, value in config["model"].items() if key != "tower_devices"}
+    model = model_dir_lib.build_model(spec)
+    path = resolve_checkpoint(model_dir, checkpoint)
+    tf.train.Checkpoint(model=model).restore(path).expect_partial() \
+        .assert_existing_objects_matched()
+    return model, config, path
