@@ -1,16 +1,16 @@
 """The tf.data input pipeline over the converter's TFRecords (or a TFDS imagenet2012 build).
 
-  shard files (per-epoch permutation, sharded per input pipeline)
-    -> parallel interleave (record, shard name)
-    -> enumerate (the record's index in this epoch: the seed of its augmentation)
-    -> shuffle (fixed seed per epoch; the epoch is explicit)
+  shard files (sharded per input pipeline; order reshuffled per epoch)
+    -> parallel interleave (record, shard name, index in shard)
+    -> shuffle (fixed seed, reshuffled per epoch) -> repeat (epochs)
+    -> enumerate (position in the stream: the seed of the record's augmentation)
     -> chunks of records, decoded in parallel (uint8 crop + flip; bad records caught)
     -> batch (per-replica batch; drop remainder when training)
     -> float work vectorised over the batch (mean subtraction, PCA lighting)
     -> prefetch
 
 Exactly-once resume: every random choice is a stateless function of
-(seed, input pipeline, epoch, index), and every stage is a checkpointable tf.data
+(seed, input pipeline, position in the stream), the shuffles are seeded, and every stage is a checkpointable tf.data
 transformation, so `tf.train.Checkpoint(iterator=iter(dataset))` saved mid-epoch and
 restored yields exactly the batches that were still to come. The shuffle buffer is
 part of that checkpoint: about `shuffle_buffer` x (record size) bytes.
@@ -27,6 +27,7 @@ import json
 import os
 from typing import Callable, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import preprocessing
@@ -83,32 +84,41 @@ def _shard_files(files: list, input_context) -> list:
     return files[input_context.input_pipeline_id::num]
 
 
-def _epoch_records(files: list, epoch: tf.Tensor, base_seed: tf.Tensor, *, training: bool,
-                   shuffle_buffer: int, cycle_length: int) -> tf.data.Dataset:
-    """One epoch of {"record", "shard", "index", "seed"} in a seeded, repeatable order."""
-    epoch_seed = tf.random.experimental.stateless_fold_in(base_seed, epoch)
-    files = tf.constant(files)
+def _shuffle_seeds(seed: int, pipeline_id: int):
+    """Three op seeds (file order, record order, augmentation) from the user's seed."""
+    generator = np.random.default_rng([seed, pipeline_id])
+    return [int(value) for value in generator.integers(0, 2**62, size=3)]
+
+
+def _records(files: list, *, seed: int, pipeline_id: int, training: bool, num_epochs: int,
+             shuffle_buffer: int, cycle_length: int) -> tf.data.Dataset:
+    """{"record", "shard", "index", "seed"} for every record of every epoch, in a seeded order.
+
+    Each epoch is a fresh pass over the files: shard order and record order are
+    reshuffled per epoch from fixed seeds (`reshuffle_each_iteration`), so epoch e's
+    order depends only on (seed, e), and the shuffles' seed generators are part of
+    the iterator checkpoint.
+    """
+    file_seed, record_seed, augment_seed = _shuffle_seeds(seed, pipeline_id)
+    shards = tf.data.Dataset.from_tensor_slices(files)
     if training:
-        # A stateless permutation: the file order of epoch e is a function of the seed.
-        keys = tf.random.stateless_uniform(tf.shape(files), epoch_seed)
-        files = tf.gather(files, tf.argsort(keys))
-    records = tf.data.Dataset.from_tensor_slices(files).interleave(
-            lambda shard: tf.data.TFRecordDataset(shard).map(
-                    lambda record: {"record": record, "shard": shard}),
+        shards = shards.shuffle(len(files), seed=file_seed, reshuffle_each_iteration=True)
+    records = shards.interleave(
+            lambda shard: tf.data.TFRecordDataset(shard).enumerate().map(
+                    lambda index, record: {"record": record, "shard": shard, "index": index}),
             cycle_length=cycle_length, block_length=1, num_parallel_calls=AUTOTUNE,
             deterministic=True)
+    if training:
+        records = records.shuffle(shuffle_buffer, seed=record_seed, reshuffle_each_iteration=True)
+    records = records.repeat(num_epochs if num_epochs > 0 else None)
+    base_seed = tf.constant([augment_seed, pipeline_id], tf.int64)
 
-    def add_seed(index, element):
-        element["index"] = index
-        element["seed"] = tf.random.experimental.stateless_fold_in(epoch_seed, index)
+    def add_seed(position, element):
+        # Position in the whole (all-epochs) stream: unique, and restored with the iterator.
+        element["seed"] = tf.random.experimental.stateless_fold_in(base_seed, position)
         return element
 
-    records = records.enumerate().map(add_seed)
-    if training:
-        shuffle_seed = tf.random.stateless_uniform([], epoch_seed, minval=None, maxval=None,
-                                                   dtype=tf.int64)
-        records = records.shuffle(shuffle_buffer, seed=shuffle_seed)
-    return records
+    return records.enumerate().map(add_seed)
 
 
 def _report_gap(chunk: dict, start, stop, *, skip: bool, num_classes: Optional[int]):
@@ -118,12 +128,12 @@ def _report_gap(chunk: dict, start, stop, *, skip: bool, num_classes: Optional[i
               f"cannot be decoded or has a label outside [0, {num_classes})")
     if skip:
         tf.print("alexnet_tf.input_pipeline: skipping bad record(s) (", reason, "): shard",
-                 shards, "index in epoch order", indices, output_stream="file://stderr")
+                 shards, "record index in shard", indices, output_stream="file://stderr")
         return tf.constant(True)
     check = tf.debugging.Assert(
             start >= stop,
             [f"bad record: the image {reason}; shard:", shards[0],
-             "record index in this epoch's order:", indices[0],
+             "record index in that shard:", indices[0],
              "(pass skip_bad_records=True to skip and count such records)"])
     with tf.control_dependencies([check]):
         return tf.constant(True)
@@ -239,17 +249,15 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
     batch_size = (global_batch_size if input_context is None else
                   input_context.get_per_replica_batch_size(global_batch_size))
     files = _shard_files(list(files), input_context)
-    base_seed = tf.constant([seed, pipeline_id], tf.int64)
     if num_epochs is None:
         num_epochs = -1 if training else 1
     process = _make_process(parse, training=training, crop_size=crop_size,
                             resize_size=resize_size, flip=flip, pca_std=pca_std,
                             ten_crop=ten_crop, num_classes=num_classes)
 
-    dataset = tf.data.Dataset.range(num_epochs if num_epochs >= 0 else 2**62).flat_map(
-            lambda epoch: _epoch_records(files, epoch, base_seed, training=training,
-                                         shuffle_buffer=shuffle_buffer,
-                                         cycle_length=min(cycle_length, len(files))))
+    dataset = _records(files, seed=seed, pipeline_id=pipeline_id, training=training,
+                       num_epochs=num_epochs, shuffle_buffer=shuffle_buffer,
+                       cycle_length=min(cycle_length, len(files)))
     dataset = dataset.batch(CHUNK_SIZE).interleave(
             lambda chunk: _decode_chunk(chunk, process, skip=skip_bad_records,
                                         num_classes=num_classes),

@@ -1,0 +1,178 @@
+"""Tests for alexnet_tf/input_pipeline.py: shapes, repeatability, exactly-once resume, sharding, bad records."""
+
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import input_pipeline
+from alexnet_tf import preprocessing
+from alexnet_tf import schema
+from alexnet_tf import stats as stats_lib
+
+CROP, RESIZE = 24, 32
+NUM_RECORDS, NUM_SHARDS, BATCH = 48, 4, 8
+SIZES = dict(crop_size=CROP, resize_size=RESIZE)
+
+
+def jpeg_bytes(seed: int, size=RESIZE) -> bytes:
+    array = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_records(data_dir, num_records=NUM_RECORDS, num_shards=NUM_SHARDS, split="train",
+                  bad=None):
+    """Record k has label k (so every record is identifiable); `bad` maps k -> (bytes, label)."""
+    os.makedirs(data_dir, exist_ok=True)
+    writers = [tf.io.TFRecordWriter(os.path.join(data_dir, schema.shard_name(split, i, num_shards)))
+               for i in range(num_shards)]
+    for k in range(num_records):
+        encoded, label = (bad or {}).get(k, (jpeg_bytes(k), k))
+        writers[k % num_shards].write(schema.make_example(
+                encoded=encoded, image_format="JPEG", height=RESIZE, width=RESIZE,
+                filename=f"{k}.JPEG", label=label, synset=f"n{k:08d}"))
+    for writer in writers:
+        writer.close()
+    with open(os.path.join(data_dir, schema.LABELS_FILE), "w") as f:
+        json.dump([{"index": k, "synset": f"n{k:08d}", "name": ""} for k in range(num_records)], f)
+    return str(data_dir)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_records(tmp_path_factory.mktemp("records"))
+
+
+@pytest.fixture(scope="module")
+def stats():
+    return stats_lib.load_stats(None)
+
+
+def build(data_dir, stats, **kwargs):
+    options = dict(global_batch_size=BATCH, training=True, seed=3, stats=stats, **SIZES)
+    options.update(kwargs)
+    return input_pipeline.build_dataset(data_dir, "train", **options)
+
+
+def labels_of(batches):
+    return np.concatenate([labels.numpy() for _, labels in batches])
+
+
+def test_training_batches_shapes_and_each_record_once_per_epoch(data_dir, stats):
+    batches = list(build(data_dir, stats, num_epochs=2))
+    assert len(batches) == 2 * NUM_RECORDS // BATCH
+    images, labels = batches[0]
+    assert images.shape == (BATCH, CROP, CROP, 3) and images.dtype == tf.float32
+    assert labels.shape == (BATCH,) and labels.dtype == tf.int32
+    labels = labels_of(batches)
+    for epoch in np.split(labels, 2):
+        np.testing.assert_array_equal(np.sort(epoch), np.arange(NUM_RECORDS))
+    assert not np.array_equal(*np.split(labels, 2)), "the two epochs should be shuffled differently"
+
+
+def test_same_seed_same_batches_other_seed_differs(data_dir, stats):
+    first = list(build(data_dir, stats, num_epochs=1).take(3))
+    second = list(build(data_dir, stats, num_epochs=1).take(3))
+    for (a_images, a_labels), (b_images, b_labels) in zip(first, second):
+        np.testing.assert_array_equal(a_labels, b_labels)
+        np.testing.assert_array_equal(a_images, b_images)
+    other = list(build(data_dir, stats, num_epochs=1, seed=4).take(3))
+    assert not np.array_equal(labels_of(first), labels_of(other))
+
+
+def test_iterator_checkpoint_mid_epoch_restores_exactly_the_rest(data_dir, stats, tmp_path):
+    iterator = iter(build(data_dir, stats, num_epochs=2, shuffle_buffer=16))
+    seen = [next(iterator) for _ in range(3)]
+    path = tf.train.Checkpoint(iterator=iterator).write(str(tmp_path / "ckpt"))
+    rest = list(iterator)
+    restored = iter(build(data_dir, stats, num_epochs=2, shuffle_buffer=16))
+    tf.train.Checkpoint(iterator=restored).read(path).assert_consumed()
+    rest_after_restore = list(restored)
+    assert len(rest_after_restore) == len(rest) == 2 * NUM_RECORDS // BATCH - 3
+    for (images, labels), (images_restored, labels_restored) in zip(rest, rest_after_restore):
+        np.testing.assert_array_equal(labels, labels_restored)
+        np.testing.assert_array_equal(images, images_restored)
+    first_epoch = labels_of(seen + rest[:NUM_RECORDS // BATCH - 3])
+    np.testing.assert_array_equal(np.sort(first_epoch), np.arange(NUM_RECORDS))
+
+
+def test_eval_keeps_every_record_and_ten_crops(data_dir, stats):
+    batches = list(build(data_dir, stats, training=False, global_batch_size=10))
+    assert [int(labels.shape[0]) for _, labels in batches] == [10, 10, 10, 10, 8]
+    np.testing.assert_array_equal(np.sort(labels_of(batches)), np.arange(NUM_RECORDS))
+    images, labels = next(iter(build(data_dir, stats, training=False, ten_crop=True)))
+    assert images.shape == (BATCH, 10, CROP, CROP, 3)
+    record = jpeg_bytes(int(labels[0]))
+    expected = preprocessing.preprocess_for_eval(record, stats=stats, ten_crop=True, **SIZES)
+    np.testing.assert_allclose(images[0], expected, atol=1e-4)
+
+
+def test_augment_on_device_matches_host(data_dir, stats):
+    host_images, host_labels = next(iter(build(data_dir, stats)))
+    batch, labels = next(iter(build(data_dir, stats, augment_on_device=True)))
+    assert batch[preprocessing.IMAGE_KEY].dtype == tf.uint8
+    np.testing.assert_array_equal(labels, host_labels)
+    images = preprocessing.device_augment(batch, stats=stats, resize_size=RESIZE)
+    np.testing.assert_allclose(images, host_images, atol=1e-4)
+
+
+def test_input_context_shards_by_file_and_batches_per_replica(data_dir, stats):
+    labels = []
+    for pipeline_id in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id,
+                                             num_replicas_in_sync=4)
+        batches = list(build(data_dir, stats, training=False, input_context=context))
+        assert all(int(batch_labels.shape[0]) <= BATCH // 4 for _, batch_labels in batches)
+        labels.append(set(labels_of(batches).tolist()))
+    assert labels[0].isdisjoint(labels[1])
+    assert labels[0] | labels[1] == set(range(NUM_RECORDS))
+    # Shards 0 and 2 go to pipeline 0: records k with k % 4 in (0, 2).
+    assert labels[0] == {k for k in range(NUM_RECORDS) if k % NUM_SHARDS in (0, 2)}
+    with pytest.raises(ValueError, match="shard files cannot feed"):
+        build(data_dir, stats, input_context=tf.distribute.InputContext(8, 0, 8))
+
+
+def test_distribute_datasets_from_function(data_dir, stats):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    dataset = strategy.distribute_datasets_from_function(
+            lambda context: build(data_dir, stats, input_context=context))
+    images, labels = next(iter(dataset))
+    per_replica = strategy.experimental_local_results(images)
+    assert [tuple(x.shape) for x in per_replica] == [(BATCH // 2, CROP, CROP, 3)] * 2
+
+
+@pytest.mark.parametrize("bad", ["jpeg", "label"])
+def test_bad_record_error_names_the_shard(tmp_path, stats, bad):
+    broken = {5: (b"\xff\xd8\xff\xe0 truncated", 5)} if bad == "jpeg" else {5: (jpeg_bytes(5), 999)}
+    data_dir = write_records(tmp_path, bad=broken)
+    bad_shard = schema.shard_name("train", 5 % NUM_SHARDS, NUM_SHARDS)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=bad_shard):
+        list(build(data_dir, stats, training=False))
+
+
+def test_skip_bad_records_skips_and_counts(tmp_path, stats):
+    broken = {5: (b"not a jpeg at all", 5), 6: (jpeg_bytes(6), -1), 7: (jpeg_bytes(7)[:60], 7)}
+    data_dir = write_records(tmp_path, bad=broken)
+    counter = tf.Variable(0, dtype=tf.int64)
+    batches = list(build(data_dir, stats, training=False, skip_bad_records=True,
+                         bad_record_counter=counter))
+    assert sorted(labels_of(batches)) == [k for k in range(NUM_RECORDS) if k not in broken]
+    assert int(counter.numpy()) == len(broken)
+
+
+def test_missing_shards_raise(tmp_path, stats):
+    with pytest.raises(FileNotFoundError, match="no 'train' shards"):
+        build(str(tmp_path), stats)
+
+
+def test_synthetic_dataset():
+    images, labels = next(iter(input_pipeline.synthetic_dataset(global_batch_size=4, crop_size=8,
+                                                                num_classes=3)))
+    assert images.shape == (4, 8, 8, 3) and labels.shape == (4,)
+    assert labels.dtype == tf.int32 and 0 <= labels.numpy().min() and labels.numpy().max() < 3
