@@ -59,23 +59,30 @@ def _open(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
     except Image.UnidentifiedImageError:
-        raise BadImageError("not an image (Pillow does not recognise the format)") from None
+        raise BadImageError("not an image, or an unreadable header (Pillow does not recognise it)") from None
     except (OSError, ValueError, SyntaxError) as error:
-        raise BadImageError(f"corrupt image header: {error}") from None
+        raise BadImageError(f"truncated or corrupt image (header): {error}") from None
     return image
 
 
 def _center_box(width: int, height: int, size: int):
     """Source box of the central size x size patch once the shorter side is `size`.
 
-    Returns (left, upper, right, lower) in source pixels (floats): a square whose side is
-    the shorter side, centred. Resizing that box to size x size equals rescaling the whole
-    image and cropping its centre (up to sub-pixel rounding), without computing the pixels that are thrown away.
+    The rescaled image is round(width * s) x round(height * s) with s = size / shorter
+    side, and its central patch starts at ((new - size) // 2): the same integer
+    convention as `preprocessing.resize_shorter_side` and its centre crop, so records and
+    raw uploads meet the model in the same frame. Resizing this box of the source to
+    size x size gives exactly those pixels, without computing the ones thrown away.
+
+    Returns:
+      (left, upper, right, lower) in source pixels (floats).
     """
-    side = min(width, height)
-    left = (width - side) / 2.0
-    upper = (height - side) / 2.0
-    return (left, upper, left + side, upper + side)
+    scale = size / min(width, height)
+    new_width = max(size, round(width * scale))
+    new_height = max(size, round(height * scale))
+    left, upper = (new_width - size) // 2, (new_height - size) // 2
+    x_ratio, y_ratio = width / new_width, height / new_height  # source pixels per new pixel
+    return (left * x_ratio, upper * y_ratio, (left + size) * x_ratio, (upper + size) * y_ratio)
 
 
 def recode_image(data: bytes, *, resize: int = 256, quality: int = 90,
@@ -112,7 +119,7 @@ def recode_image(data: bytes, *, resize: int = 256, quality: int = 90,
     try:
         image.load()  # Decodes now, so truncation shows up here and not later.
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise BadImageError(f"truncated or corrupt image data: {error}") from None
+        raise BadImageError(f"truncated or corrupt image (data): {error}") from None
     if keep_original:
         return RecodedImage(data, "JPEG", image.height, image.width, original_mode,
                             original_format)
