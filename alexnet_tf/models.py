@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 
 import keras
 
-from alexnet_tf.layers import GroupedConv2D, GroupedMaxPooling2D, LocalResponseNormalization
+from alexnet_tf.layers import (LRN_CONVENTIONS, GroupedConv2D, GroupedMaxPooling2D,
+                               LocalResponseNormalization)
 
 ALEXNET_VARIANTS = ("paper", "one_tower")
 # The paper's initialisation (section 5): weights N(0, 0.01); biases 1 in conv2, conv4,
@@ -47,9 +48,15 @@ def _pool_size(size: int, pool_padding: str = "valid") -> int:
     return math.ceil(size / 2) if pool_padding == "same" else (size - 3) // 2 + 1
 
 
-def _check_num_classes(num_classes):
+def _check_common_args(num_classes, dropout_rate, lrn_convention):
+    """Checks the arguments every builder shares, before any weight is created."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, received {num_classes!r}")
+    if not (isinstance(dropout_rate, (int, float)) and 0.0 <= dropout_rate < 1.0):
+        raise ValueError(f"dropout_rate must be in [0, 1), received {dropout_rate!r}")
+    if lrn_convention not in LRN_CONVENTIONS:
+        raise ValueError(f"lrn_convention must be one of {LRN_CONVENTIONS}, "
+                         f"received {lrn_convention!r}")
 
 
 def _check_min_size(model_name: str, input_size: int, final_size: int, rule: str):
@@ -82,8 +89,6 @@ def _paper_conv1_padding(input_size: int):
 
 def _classifier(x, widths, num_classes, dropout_rate, bias_one=True):
     """pool5 features -> fc6 -> dropout -> fc7 -> dropout -> fc8 logits (float32)."""
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), received {dropout_rate!r}")
     x = keras.layers.Flatten(name="flatten")(x)  # (batch, 6*6*256) at full size
     for index, width in ((6, widths[5]), (7, widths[6])):
         name = f"fc{index}"
@@ -189,7 +194,7 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
     Raises:
       ValueError: an argument is out of range (the message says which and why).
     """
-    _check_num_classes(num_classes)
+    _check_common_args(num_classes, dropout_rate, lrn_convention)
     if variant not in ALEXNET_VARIANTS:
         raise ValueError(f"alexnet: variant must be one of {ALEXNET_VARIANTS}, "
                          f"received {variant!r}")
@@ -243,7 +248,7 @@ def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
     Raises:
       ValueError: an argument is out of range.
     """
-    _check_num_classes(num_classes)
+    _check_common_args(num_classes, dropout_rate, lrn_convention)
     if isinstance(input_size, bool) or not isinstance(input_size, int):
         raise ValueError(f"zfnet: input_size must be an integer, received {input_size!r}")
     conv1 = (input_size + 2 - 7) // 2 + 1

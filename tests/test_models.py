@@ -63,8 +63,11 @@ def test_one_tower_and_zfnet_layer_shapes():
                 "conv3": (13, 13, 384), "conv4": (13, 13, 384), "conv5": (13, 13, 256),
                 "pool5": (6, 6, 256), "fc6": (4096,), "fc8": (1000,)}
     assert {name: zf[name] for name in expected} == expected
-    wide = output_shapes(full_model("zfnet", wide=True))
-    assert (wide["conv3"][-1], wide["conv4"][-1], wide["conv5"][-1]) == (512, 1024, 512)
+    # The wide variant at a quarter width (full size is 107,627,624 parameters: slow to build).
+    wide = output_shapes(models.zfnet(wide=True, width_multiplier=0.25))
+    assert (wide["conv3"], wide["conv4"], wide["conv5"]) == ((13, 13, 128), (13, 13, 256),
+                                                              (13, 13, 128))
+    assert wide["pool5"] == (6, 6, 128) and wide["fc6"] == (1024,)
 
 
 def conv_params(kernel, in_channels, filters, groups=1):
@@ -83,10 +86,11 @@ def test_parameter_counts():
     zf = (conv_params(7, 3, 96) + conv_params(5, 96, 256) + conv_params(3, 256, 384)
           + conv_params(3, 384, 384) + conv_params(3, 384, 256) + classifier)
     assert full_model("zfnet").count_params() == zf
-    wide = (conv_params(7, 3, 96) + conv_params(5, 96, 256) + conv_params(3, 256, 512)
-            + conv_params(3, 512, 1024) + conv_params(3, 1024, 512)
-            + fc_params(6 * 6 * 512, 4096) + fc_params(4096, 4096) + fc_params(4096, 1000))
-    assert full_model("zfnet", wide=True).count_params() == wide
+    # Wide ZFNet at a quarter width: 24-64-128-256-128 kernels, 1024-wide fc6/fc7.
+    wide = (conv_params(7, 3, 24) + conv_params(5, 24, 64) + conv_params(3, 64, 128)
+            + conv_params(3, 128, 256) + conv_params(3, 256, 128)
+            + fc_params(6 * 6 * 128, 1024) + fc_params(1024, 1024) + fc_params(1024, 1000))
+    assert models.zfnet(wide=True, width_multiplier=0.25).count_params() == wide
     # Grouping is what makes the paper's count: conv2, conv4, conv5 see half the maps.
     paper = (conv_params(11, 3, 96) + conv_params(5, 96, 256, 2) + conv_params(3, 256, 384)
              + conv_params(3, 384, 384, 2) + conv_params(3, 384, 256, 2) + classifier)
@@ -213,5 +217,7 @@ def test_alexnet_bad_arguments(kwargs, message):
 def test_zfnet_and_build_model_bad_arguments():
     with pytest.raises(ValueError, match="input_size=40 is too small"):
         models.zfnet(input_size=40)
+    with pytest.raises(ValueError, match="lrn_convention must be one of .* received 'lua'"):
+        models.zfnet(lrn_convention="lua")
     with pytest.raises(ValueError, match="name must be one of .* received 'vgg'"):
         models.build_model("vgg")
