@@ -96,8 +96,8 @@ def saved_model_probabilities(loaded, signature: str = "preprocessed"):
     if signature not in loaded.signatures:
         raise ValueError(f"the SavedModel has no {signature!r} signature (it has "
                          f"{sorted(loaded.signatures)}); was it written by alexnet_tf.export?")
-    function = loaded.signatures[signature]
-    return lambda images: function(images=images)["probabilities"]
+    # The closure holds `loaded`: its variables must outlive the signature's use.
+    return lambda images: loaded.signatures[signature](images=images)["probabilities"]
 
 
 def evaluate(probabilities_fn: Callable[[tf.Tensor], tf.Tensor], batches: Iterable, *,
@@ -218,6 +218,8 @@ def eval_settings(config: dict, *, stats_path: Optional[str] = None,
             resize_size=int(config.get("resize_size") or preprocessing.RESIZE_SIZE))
 
 
+# Where a SavedModel keeps extra files (TF Serving's name); export puts the settings there.
+SAVED_MODEL_EXTRA_DIR = "assets.extra"
 SETTINGS_FILE = "alexnet_tf_preprocessing.json"
 SETTINGS_STATS_FILE = "alexnet_tf_stats.npz"
 
@@ -299,3 +301,73 @@ def restore_model(model_dir: str, checkpoint: Optional[str] = None):
     tf.train.Checkpoint(model=model).restore(path).expect_partial() \
         .assert_existing_objects_matched()
     return model, config, path
+
+
+def _load_classifier(model_dir, checkpoint, saved_model, stats_path, mean_mode):
+    """(probabilities function, EvalSettings, description of the weights) for a source."""
+    from alexnet_tf import stats as stats_lib
+
+    if not saved_model:
+        model, config, path = restore_model(model_dir, checkpoint)
+        settings = eval_settings(config, stats_path=stats_path, mean_mode=mean_mode)
+        return keras_probabilities(model), settings, path
+    loaded = tf.saved_model.load(saved_model)
+    settings = load_settings(os.path.join(saved_model, SAVED_MODEL_EXTRA_DIR))
+    if stats_path:
+        settings = dataclasses.replace(settings, stats=stats_lib.load_stats(stats_path))
+    if mean_mode:
+        settings = dataclasses.replace(settings, mean_mode=mean_mode)
+    return saved_model_probabilities(loaded), settings, saved_model
+
+
+def run(data_dir: str, *, model_dir: Optional[str] = None, checkpoint: Optional[str] = None,
+        saved_model: Optional[str] = None, ten_crop: bool = False, batch_size: int = 64,
+        stats_path: Optional[str] = None, mean_mode: Optional[str] = None,
+        max_batches: Optional[int] = None, output: Optional[str] = None):
+    """Evaluates a checkpoint or a SavedModel on the validation records of `data_dir`.
+
+    Args:
+      data_dir: converted records (validation-*-of-*, labels.json).
+      model_dir: a training run; its latest checkpoint unless `checkpoint` names one.
+      checkpoint: a checkpoint prefix or name inside model_dir/checkpoints.
+      saved_model: a version directory written by alexnet_tf.export (instead of model_dir).
+      ten_crop: also report the paper's 10-crop average (one pass; the centre crop is
+        one of the ten).
+      batch_size: images per step (x10 crops with `ten_crop`).
+      stats_path, mean_mode: override the recorded preprocessing (must match training).
+      max_batches: evaluate only this many batches (a quick check; None = all).
+      output: the JSON path; default model_dir/eval/<checkpoint>[-10crop].json, or
+        <saved_model>-eval[-10crop].json next to the SavedModel.
+
+    Returns:
+      (counts dict as `evaluate` returns it, path of the JSON written).
+
+    Raises:
+      ValueError: neither or both of model_dir and saved_model given.
+    """
+    from alexnet_tf import input_pipeline
+    from alexnet_tf import schema
+
+    if bool(model_dir) == bool(saved_model):
+        raise ValueError("give exactly one of model_dir (a training run) and saved_model "
+                         f"(an exported version); got model_dir={model_dir!r}, "
+                         f"saved_model={saved_model!r}")
+    probabilities, settings, source = _load_classifier(model_dir, checkpoint, saved_model,
+                                                       stats_path, mean_mode)
+    dataset = input_pipeline.build_dataset(
+            data_dir, schema.VALIDATION, global_batch_size=batch_size, training=False, seed=0,
+            stats=settings.stats, crop_size=settings.crop_size,
+            resize_size=settings.resize_size, mean_mode=settings.mean_mode, ten_crop=ten_crop)
+    # The 10 crops come in `preprocessing.eval_crops` order: the centre crop first.
+    counts = evaluate(probabilities, dataset, ten_crop=ten_crop,
+                      centre_index=0 if ten_crop else None, max_batches=max_batches)
+    suffix = "-10crop" if ten_crop else ""
+    if output is None and saved_model:
+        output = os.path.normpath(saved_model) + f"-eval{suffix}.json"
+    elif output is None:
+        os.makedirs(os.path.join(model_dir, "eval"), exist_ok=True)
+        output = os.path.join(model_dir, "eval", os.path.basename(source) + suffix + ".json")
+    write_json(output, counts, source=source, data_dir=data_dir, split=schema.VALIDATION,
+               crop_size=settings.crop_size, resize_size=settings.resize_size,
+               mean_mode=settings.mean_mode, max_batches=max_batches)
+    return counts, output

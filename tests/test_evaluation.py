@@ -97,3 +97,119 @@ def test_write_json_and_table(tmp_path):
     assert written[evaluation.CENTRE]["top1_error"] == pytest.approx(0.75)
     assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
     assert "75.00%" in evaluation.format_table(counts)
+
+
+# End to end: a checkpointed run (test_serving.make_run), validation records written with
+# the schema, evaluated in-process, through a named checkpoint and via the entry point.
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from alexnet_tf import preprocessing  # noqa: E402
+from alexnet_tf import schema  # noqa: E402
+from alexnet_tf import serving  # noqa: E402
+from test_serving import encode, make_run, randomize_weights  # noqa: E402
+
+NUM_RECORDS = 10
+
+
+def _expected_counts(run, images, labels):
+    """Counts computed here from the model on preprocess_for_eval's ten crops."""
+    centre_top1 = centre_top5 = ten_top1 = ten_top5 = 0
+    for image, label in zip(images, labels):
+        crops = preprocessing.preprocess_for_eval(image, stats=run["stats"],
+                                                  crop_size=run["settings"].crop_size,
+                                                  ten_crop=True)  # (10, S, S, 3)
+        crop_probabilities = tf.nn.softmax(run["model"](crops, training=False)).numpy()
+        for probabilities, counts in ((crop_probabilities[0], "centre"),
+                                      (crop_probabilities.mean(axis=0), "ten")):
+            order = np.argsort(-probabilities, kind="stable")
+            top1, top5 = int(order[0] == label), int(label in order[:5])
+            if counts == "centre":
+                centre_top1, centre_top5 = centre_top1 + top1, centre_top5 + top5
+            else:
+                ten_top1, ten_top5 = ten_top1 + top1, ten_top5 + top5
+    return (centre_top1, centre_top5), (ten_top1, ten_top5)
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluation")
+    run = make_run(root)
+    images = [encode(200 + 13 * i, 300 - 11 * i, 100 + i) for i in range(NUM_RECORDS)]
+    # Labels: the model's own centre-crop answer for half the images, its last choice for
+    # the rest, so that the counts are neither all right nor all wrong.
+    labels = []
+    for index, image in enumerate(images):
+        crop = preprocessing.preprocess_for_eval(image, stats=run["stats"],
+                                                 crop_size=run["settings"].crop_size)
+        order = np.argsort(-run["model"](crop[None], training=False).numpy()[0], kind="stable")
+        labels.append(int(order[0] if index % 2 == 0 else order[-1]))
+    data_dir = root / "data"
+    data_dir.mkdir()
+    with tf.io.TFRecordWriter(str(data_dir / schema.shard_name(schema.VALIDATION, 0, 1))) as writer:
+        for index, (image, label) in enumerate(zip(images, labels)):
+            writer.write(schema.make_example(
+                    encoded=image, image_format="JPEG", height=0, width=0,
+                    filename=f"val_{index}.JPEG", label=label, synset=f"n0000000{label}"))
+    (data_dir / schema.LABELS_FILE).write_text(json.dumps(run["labels"]))
+    expected = _expected_counts(run, images, labels)
+    # A second, different checkpoint: the default (latest) must now differ from ckpt-1.
+    randomize_weights(run["model"], seed=5)
+    run["manager"].save()
+    return dict(run, data_dir=str(data_dir), expected=expected)
+
+
+def test_run_named_checkpoint_ten_crop(evaluated_run, tmp_path):
+    (centre_top1, centre_top5), (ten_top1, ten_top5) = evaluated_run["expected"]
+    assert 0 < centre_top1 < NUM_RECORDS
+    counts, output = evaluation.run(evaluated_run["data_dir"], model_dir=evaluated_run["run_dir"],
+                                    checkpoint="ckpt-1", ten_crop=True, batch_size=4)
+    centre, ten = counts[evaluation.CENTRE], counts[evaluation.TEN_CROP]
+    assert (centre.num_examples, centre.top1_correct, centre.top5_correct) == (
+            NUM_RECORDS, centre_top1, centre_top5)
+    assert (ten.num_examples, ten.top1_correct, ten.top5_correct) == (
+            NUM_RECORDS, ten_top1, ten_top5)
+    assert output == os.path.join(evaluated_run["run_dir"], "eval", "ckpt-1-10crop.json")
+    written = json.loads(open(output).read())
+    assert written["source"].endswith("ckpt-1")
+    assert written[evaluation.TEN_CROP]["top1_correct"] == ten_top1
+
+
+def test_run_defaults_to_latest_checkpoint(evaluated_run, tmp_path):
+    output = str(tmp_path / "latest.json")
+    counts, _ = evaluation.run(evaluated_run["data_dir"], model_dir=evaluated_run["run_dir"],
+                               batch_size=8, output=output)
+    assert json.loads(open(output).read())["source"].endswith("ckpt-2")
+    assert counts[evaluation.CENTRE].num_examples == NUM_RECORDS
+
+
+def test_run_rejects_bad_sources(evaluated_run):
+    with pytest.raises(ValueError, match="exactly one"):
+        evaluation.run(evaluated_run["data_dir"])
+    with pytest.raises(FileNotFoundError, match="ckpt-99"):
+        evaluation.run(evaluated_run["data_dir"], model_dir=evaluated_run["run_dir"],
+                       checkpoint="ckpt-99")
+
+
+@pytest.mark.slow
+def test_entry_point_on_saved_model(evaluated_run, tmp_path):
+    # Export ckpt-1, then evaluate the SavedModel alone: same counts as the checkpoint.
+    module = serving.module_from_model_dir(evaluated_run["run_dir"], "ckpt-1")
+    version_dir = serving.export(module, str(tmp_path / "export"), verify=False)
+    output = tmp_path / "saved_model_eval.json"
+    process = subprocess.run(
+            [sys.executable, "-m", "alexnet_tf.evaluate", f"--saved_model={version_dir}",
+             f"--data_dir={evaluated_run['data_dir']}", "--ten_crop", "--batch_size=3",
+             f"--output={output}"],
+            capture_output=True, text=True, timeout=180,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "ten crop average" in process.stdout and "top-5 error" in process.stdout
+    written = json.loads(output.read_text())
+    (centre_top1, centre_top5), (ten_top1, ten_top5) = evaluated_run["expected"]
+    assert written[evaluation.CENTRE]["top1_correct"] == centre_top1
+    assert written[evaluation.CENTRE]["top5_correct"] == centre_top5
+    assert written[evaluation.TEN_CROP]["top1_correct"] == ten_top1
+    assert written[evaluation.TEN_CROP]["top5_correct"] == ten_top5

@@ -65,10 +65,11 @@ def make_stats():
                                 mean_image=rng.uniform(90, 140, (32, 32, 3)).astype(np.float32))
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A model_dir per alexnet_tf.model_dir's contract, plus the model and stats behind it."""
-    root = tmp_path_factory.mktemp("serving")
+def make_run(root):
+    """A model_dir per alexnet_tf.model_dir's contract, plus the model and images behind it.
+
+    Also used by test_evaluation.py and test_predict.py.
+    """
     run_dir = root / "run"
     run_dir.mkdir()
     model = model_dir_lib.build_model(SPEC)
@@ -84,7 +85,7 @@ def run(tmp_path_factory):
               for i in range(NUM_CLASSES)]
     (run_dir / schema.LABELS_FILE).write_text(json.dumps(labels))
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
-                                         model_dir_lib.checkpoint_dir(str(run_dir)), max_to_keep=2)
+                                         model_dir_lib.checkpoint_dir(str(run_dir)), max_to_keep=3)
     manager.save()
     images = [encode(300, 400, 1), encode(200, 150, 2), encode(256, 256, 3, "PNG"),
               encode(90, 500, 4)]
@@ -96,7 +97,13 @@ def run(tmp_path_factory):
     settings = evaluation.EvalSettings(stats=stats, mean_mode="image", crop_size=INPUT_SIZE,
                                        resize_size=preprocessing.RESIZE_SIZE)
     return dict(root=root, run_dir=str(run_dir), model=model, stats=stats, settings=settings,
-                stats_path=stats_path, images=images, image_paths=image_paths, labels=labels)
+                stats_path=stats_path, images=images, image_paths=image_paths, labels=labels,
+                manager=manager)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("serving"))
 
 
 @pytest.fixture(scope="module")
