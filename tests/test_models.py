@@ -104,6 +104,8 @@ def test_paper_initialisation_statistics():
         kernels = [w.numpy() for w in layer.trainable_weights if w.name == "kernel"]
         biases = [w.numpy() for w in layer.trainable_weights if w.name == "bias"]
         assert kernels and biases, name
+        if len(kernels) == 2:  # the towers are drawn independently, not copies
+            assert not np.array_equal(kernels[0], kernels[1]), name
         kernel = np.concatenate([k.ravel() for k in kernels])
         assert abs(kernel.mean()) < 1e-3, name
         assert kernel.std() == pytest.approx(0.01, rel=0.05), name
