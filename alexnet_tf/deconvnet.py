@@ -29,6 +29,9 @@ import tensorflow as tf
 
 from alexnet_tf import layers as alexnet_layers
 
+# Max-pools: Keras' and the per-tower one (its pooling is an inner MaxPooling2D `pool`).
+_GROUPED_POOL = getattr(alexnet_layers, "GroupedMaxPooling2D", None)
+_POOL_LAYERS = (keras.layers.MaxPooling2D,) + ((_GROUPED_POOL,) if _GROUPED_POOL else ())
 # Layers the downward pass treats as identity (see module docstring).
 _IDENTITY_LAYERS = (alexnet_layers.LocalResponseNormalization, keras.layers.Dropout,
                     keras.layers.Identity)
@@ -96,6 +99,11 @@ def _is_relu(activation) -> bool:
     return getattr(activation, "__name__", "") == "relu"
 
 
+def _max_pool(layer) -> keras.layers.MaxPooling2D:
+    """The MaxPooling2D that holds a pool layer's size, strides and padding."""
+    return layer if isinstance(layer, keras.layers.MaxPooling2D) else layer.pool
+
+
 def _kind(layer) -> str:
     """Classifies a layer for the deconvnet, or raises for one it cannot invert."""
     if isinstance(layer, (keras.layers.Conv2D, alexnet_layers.GroupedConv2D)):
@@ -104,7 +112,7 @@ def _kind(layer) -> str:
             raise ValueError(f"deconvnet: layer {layer.name!r} is dilated or channels_first; "
                              "only undilated channels_last convolutions are supported")
         return "conv"
-    if isinstance(layer, keras.layers.MaxPooling2D):
+    if isinstance(layer, _POOL_LAYERS):
         return "pool"
     if isinstance(layer, keras.layers.ReLU) or (
             isinstance(layer, keras.layers.Activation) and _is_relu(layer.activation)):
@@ -156,9 +164,10 @@ def forward(model: keras.Model, images, layer_name: str):
         kind = _kind(layer)
         step = Step(layer, kind, tuple(int(d) for d in x.shape[1:]))
         if kind == "pool":
+            pool = _max_pool(layer)
             x, step.switches = tf.nn.max_pool_with_argmax(
-                x, ksize=list(layer.pool_size), strides=list(layer.strides),
-                padding=layer.padding.upper(), include_batch_in_index=False)
+                x, ksize=list(pool.pool_size), strides=list(pool.strides),
+                padding=pool.padding.upper(), include_batch_in_index=False)
         else:
             x = layer(x, training=False)
         steps.append(step)
@@ -261,7 +270,8 @@ def project(steps: Sequence[Step], signal, image_indices: Sequence[int]):
 def _window(step: Step):
     """((kernel_h, kernel_w, stride_h, stride_w), padding) of a conv or pool step."""
     if step.kind == "pool":
-        return (*step.layer.pool_size, *step.layer.strides), step.layer.padding
+        pool = _max_pool(step.layer)
+        return (*pool.pool_size, *pool.strides), pool.padding
     spec = conv_spec(step.layer)
     return (*spec.kernel_size, *spec.strides), spec.padding
 
@@ -324,6 +334,29 @@ def top_activations(activations, num_maps: int, num_per_map: int):
     return picks
 
 
+def project_picks(model: keras.Model, images, layer_name: str, picks) -> List[Projection]:
+    """Projects chosen activations (from `top_activations`) down to pixel space.
+
+    Args:
+      model: a Keras model (input: (batch, S, S, 3) mean-subtracted images).
+      images: (batch, S, S, 3) float32; each pick's image_index indexes this batch.
+      layer_name: the layer the picks are at.
+      picks: (feature_map, image_index, y, x, value) tuples.
+
+    Returns:
+      A Projection per pick, in order.
+    """
+    activations, steps = forward(model, images, layer_name)
+    # One signal per pick: all zero except the chosen activation. (num, h, w, channels)
+    signal = np.zeros((len(picks),) + tuple(activations.shape[1:]), np.float32)
+    for row, (channel, _, y, x, value) in enumerate(picks):
+        signal[row, y, x, channel] = value
+    reconstructions = project(steps, signal, [pick[1] for pick in picks]).numpy()
+    return [Projection(feature_map=channel, image_index=image, position=(y, x), activation=value,
+                       reconstruction=reconstructions[row], box=receptive_field(steps, y, x))
+            for row, (channel, image, y, x, value) in enumerate(picks)]
+
+
 def visualize_layer(model: keras.Model, images, layer_name: str, num_maps: int = 9,
                     num_per_map: int = 1) -> List[Projection]:
     """Deconvnet projections of the strongest activations of `layer_name`'s top feature maps.
@@ -338,13 +371,6 @@ def visualize_layer(model: keras.Model, images, layer_name: str, num_maps: int =
     Returns:
       A list of Projection, grouped by feature map.
     """
-    activations, steps = forward(model, images, layer_name)
-    picks = top_activations(activations, num_maps, num_per_map)
-    # One signal per pick: all zero except the chosen activation. (num, h, w, channels)
-    signal = np.zeros((len(picks),) + tuple(activations.shape[1:]), np.float32)
-    for row, (channel, _, y, x, value) in enumerate(picks):
-        signal[row, y, x, channel] = value
-    reconstructions = project(steps, signal, [pick[1] for pick in picks]).numpy()
-    return [Projection(feature_map=channel, image_index=image, position=(y, x), activation=value,
-                       reconstruction=reconstructions[row], box=receptive_field(steps, y, x))
-            for row, (channel, image, y, x, value) in enumerate(picks)]
+    activations, _ = forward(model, images, layer_name)
+    return project_picks(model, images, layer_name,
+                         top_activations(activations, num_maps, num_per_map))
