@@ -1,0 +1,118 @@
+r"""See what the network learned: the paper's figures and Zeiler & Fergus' tools, as PNGs.
+
+  python -m alexnet_tf.visualize kernels     --model_dir=M --output=kernels.png
+  python -m alexnet_tf.visualize predictions --model_dir=M --images='val/*.JPEG' --output=p.png
+  python -m alexnet_tf.visualize neighbors   --model_dir=M --images=q.jpg \
+      --search='data/train-*' --output=n.png
+  python -m alexnet_tf.visualize occlusion   --model_dir=M --images=q.jpg --layer=conv5 \
+      --output=o.png
+  python -m alexnet_tf.visualize deconv      --model_dir=M --images='data/validation-*' \
+      --layer=conv3 --output=d.png
+
+Images (--images, --search) are image files, the converter's TFRecord shards, directories
+or globs; TFRecords carry the true label. `--saved_model` (an export version directory)
+serves `predictions` and `occlusion`'s probability map on its own; every other tool needs
+the layers, so give the training run too (`--model_dir`): its config.json rebuilds the
+model and the SavedModel's variables are loaded into it.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+TOOLS = ("kernels", "predictions", "neighbors", "occlusion", "deconv")
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training run directory (config.json and "
+                                 "checkpoints/).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint prefix; default the latest.")
+_SAVED_MODEL = flags.DEFINE_string("saved_model", None, "SavedModel version directory written "
+                                   "by alexnet_tf.export (used instead of the checkpoint).")
+_STATS = flags.DEFINE_string("stats", None, "Colour statistics; default the run's own.")
+_LABELS = flags.DEFINE_string("labels", None, "Class names: a labels.json or a text file with "
+                              "one name a line; default model_dir/labels.json.")
+_OUTPUT = flags.DEFINE_string("output", None, "The PNG to write.")
+_IMAGES = flags.DEFINE_list("images", [], "Images: files, TFRecord shards, directories, globs.")
+_MAX_IMAGES = flags.DEFINE_integer("max_images", 8, "Use at most this many of --images "
+                                   "(deconv ranks feature maps over all of them).")
+_TRUE_LABELS = flags.DEFINE_list("true_labels", [], "True class (index or name) per image "
+                                 "file; TFRecords carry their own.")
+_TEN_CROP = flags.DEFINE_bool("ten_crop", False, "predictions: average the 10 crops' softmax.")
+_SEARCH = flags.DEFINE_list("search", [], "neighbors: the search set (e.g. training shards).")
+_SEARCH_LIMIT = flags.DEFINE_integer("search_limit", None, "neighbors: first N search images.")
+_NUM_NEIGHBORS = flags.DEFINE_integer("num_neighbors", 6, "neighbors: images per query.")
+_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "neighbors: feature cache directory; "
+                                 "default <model_dir or saved_model>/viz_cache.")
+_LAYER = flags.DEFINE_enum("layer", "conv5", ["conv1", "conv2", "conv3", "conv4", "conv5"],
+                           "occlusion and deconv: the layer to look at.")
+_PATCH_SIZE = flags.DEFINE_integer("patch_size", 0, "occlusion: grey square side in pixels; "
+                                   "0 = crop size / 7 (32 for 224).")
+_STRIDE = flags.DEFINE_integer("stride", 8, "occlusion: step of the square in pixels.")
+_NUM_MAPS = flags.DEFINE_integer("num_maps", 9, "deconv: feature maps to show.")
+_NUM_PER_MAP = flags.DEFINE_integer("num_per_map", 2, "deconv: images per feature map.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+
+
+def _load_model():
+    from alexnet_tf import viz_inputs
+    if _SAVED_MODEL.value:
+        loaded = viz_inputs.load_saved_model(_SAVED_MODEL.value, _MODEL_DIR.value, _STATS.value)
+    elif _MODEL_DIR.value:
+        loaded = viz_inputs.load_model_dir(_MODEL_DIR.value, _CHECKPOINT.value, _STATS.value)
+    else:
+        raise app.UsageError("give --model_dir (a training run) or --saved_model")
+    if _LABELS.value:
+        loaded.labels = viz_inputs.read_label_file(_LABELS.value)
+    return loaded
+
+
+def _images(tool: str, extra):
+    from alexnet_tf import viz_inputs
+    patterns = list(_IMAGES.value) + list(extra)
+    if not patterns:
+        raise app.UsageError(f"`{tool}` needs images: --images=FILE,GLOB,SHARD...")
+    return viz_inputs.read_images(patterns, limit=_MAX_IMAGES.value)
+
+
+def run(tool: str, extra_images=()) -> dict:
+    """Runs one tool with the flags' values; returns the tool's summary dict."""
+    from alexnet_tf import viz_tools
+    loaded = _load_model()
+    output = _OUTPUT.value
+    if tool == "kernels":
+        return viz_tools.run_kernels(loaded, output)
+    records = _images(tool, extra_images)
+    if tool == "predictions":
+        return viz_tools.run_predictions(loaded, records, output, true_labels=_TRUE_LABELS.value,
+                                         ten_crop=_TEN_CROP.value)
+    if tool == "neighbors":
+        if not _SEARCH.value:
+            raise app.UsageError("neighbors needs --search=<the images to search>")
+        cache_dir = _CACHE_DIR.value or os.path.join(
+            _SAVED_MODEL.value or _MODEL_DIR.value, "viz_cache")
+        return viz_tools.run_neighbors(loaded, records, _SEARCH.value, output,
+                                       cache_dir=cache_dir, num_neighbors=_NUM_NEIGHBORS.value,
+                                       search_limit=_SEARCH_LIMIT.value)
+    if tool == "occlusion":
+        return viz_tools.run_occlusion(
+            loaded, records, output, layer=_LAYER.value,
+            patch_size=_PATCH_SIZE.value or max(1, loaded.crop_size // 7), stride=_STRIDE.value,
+            true_labels=_TRUE_LABELS.value, batch_size=_BATCH_SIZE.value)
+    return viz_tools.run_deconv(loaded, records, output, layer=_LAYER.value,
+                                num_maps=_NUM_MAPS.value, num_per_map=_NUM_PER_MAP.value,
+                                batch_size=_BATCH_SIZE.value)
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] not in TOOLS:
+        raise app.UsageError(f"the first argument must be a tool: {', '.join(TOOLS)}")
+    if not _OUTPUT.value or not _OUTPUT.value.lower().endswith(".png"):
+        raise app.UsageError("--output must name the .png file to write")
+    run(argv[1], argv[2:])
+    logging.info("wrote %s", _OUTPUT.value)
+    print(_OUTPUT.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
