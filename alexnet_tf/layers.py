@@ -31,6 +31,20 @@ def _check_devices(devices, groups: int, layer_name: str):
     return tuple(str(device) for device in devices)
 
 
+def _group_initializer(initializer, group: int):
+    """A separate initializer for each group, so the towers are independent draws.
+
+    Keras fixes an unseeded random initializer's seed when it is constructed, so one
+    instance shared by two convolutions gives both the same kernel. Each group gets a copy
+    rebuilt from the config (a fresh seed), or the user's integer seed plus the group index.
+    """
+    config = keras.initializers.serialize(keras.initializers.get(initializer))
+    inner = config.get("config") if isinstance(config, dict) else None
+    if isinstance(inner, dict) and isinstance(inner.get("seed"), int):
+        inner["seed"] += group
+    return keras.initializers.deserialize(config)
+
+
 def _positive_int(value, name: str, layer_name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{layer_name}: {name} must be an integer >= 1, received {value!r}")
@@ -230,7 +244,8 @@ class GroupedConv2D(keras.layers.Layer):
             keras.layers.Conv2D(
                 self.filters // self.groups, kernel_size, strides=strides, padding=padding,
                 activation=activation, use_bias=use_bias, data_format=data_format,
-                kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                kernel_initializer=_group_initializer(kernel_initializer, group),
+                bias_initializer=_group_initializer(bias_initializer, group),
                 kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
                 dtype=self.dtype_policy, name=f"group{group}")
             for group in range(self.groups)]

@@ -182,6 +182,21 @@ def test_grouped_conv_group_only_sees_its_channels():
     assert not np.allclose(a[..., 2:], b[..., 2:])
 
 
+@pytest.mark.parametrize("initializer,seeded", [
+    ("glorot_uniform", False), (keras.initializers.RandomNormal(stddev=0.01), False),
+    (keras.initializers.RandomNormal(stddev=0.01, seed=3), True)])
+def test_grouped_conv_groups_are_initialised_independently(initializer, seeded):
+    # One shared Keras initializer instance would give every group the same kernel.
+    def kernels():
+        layer = GroupedConv2D(8, 3, groups=2, kernel_initializer=initializer)
+        layer.build((1, 5, 5, 4))
+        return [conv.kernel.numpy() for conv in layer.group_convs]
+    first = kernels()
+    assert not np.array_equal(first[0], first[1])
+    # A user seed still makes the layer reproducible.
+    assert all(np.array_equal(a, b) for a, b in zip(first, kernels())) == seeded
+
+
 @pytest.mark.parametrize("split_input", [True, False])
 def test_grouped_conv_devices_place_variables_and_ops(split_input):
     x = np.random.RandomState(6).normal(size=(2, 6, 6, 4)).astype(np.float32)
