@@ -170,3 +170,25 @@ def test_bad_layers_are_named():
         deconvnet.visualize_layer(model, np.zeros((1, 67, 67, 3), np.float32), "conv9")
     with pytest.raises(ValueError, match="gap"):
         deconvnet.visualize_layer(model, np.zeros((1, 67, 67, 3), np.float32), "gap")
+
+
+def test_paper_alexnet_with_tower_devices_projects_like_one_device():
+    # The paper variant on two (logical) devices pools per tower (GroupedMaxPooling2D) and
+    # convolves per group; the deconvnet must give what the single-device net gives.
+    from alexnet_tf import models
+    kwargs = dict(num_classes=3, input_size=67, width_multiplier=0.0625)
+    single = models.alexnet(**kwargs)
+    towers = models.alexnet(tower_devices=("/CPU:0", "/CPU:1"), **kwargs)
+    towers.set_weights(single.get_weights())
+    images = np.random.default_rng(5).normal(size=(2, 67, 67, 3)).astype(np.float32) * 60
+    expected = deconvnet.visualize_layer(single, images, "conv5", num_maps=3)
+    got = deconvnet.visualize_layer(towers, images, "conv5", num_maps=3)
+    assert [(p.feature_map, p.image_index, p.position) for p in got] == [
+        (p.feature_map, p.image_index, p.position) for p in expected]
+    for a, b in zip(got, expected):
+        assert a.box == b.box
+        # N(0, 0.01) weights make tiny reconstructions: compare relative to their scale.
+        scale = np.abs(b.reconstruction).max()
+        assert scale > 0
+        np.testing.assert_allclose(a.reconstruction, b.reconstruction, rtol=1e-4,
+                                   atol=1e-4 * scale)
