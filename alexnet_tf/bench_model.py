@@ -1,0 +1,309 @@
+"""Model throughput on synthetic data: training and inference images/s, like tf_cnn_benchmarks.
+
+Measures one model configuration (variant, batch size, precision, XLA) on random images
+that already live on the device, so the number is the network's cost alone. Warm-up
+steps (tracing, XLA compilation, oneDNN kernel selection) are excluded; the result is
+the median of several timed runs. Each run is interleaved with a run of the machine's
+own matrix multiply (fp32 and bf16), so "fraction of the machine's rate" compares two
+numbers measured at the same moment: on a shared machine both drop together.
+
+FLOP counting: a forward pass costs 2 * multiply-adds of every convolution and dense
+layer (pooling, LRN, ReLU are left out); a training step costs 3x the forward pass
+(forward, gradient with respect to the inputs and with respect to the weights), the
+usual convention, which gives about 4.3 GFLOP per 224x224 image for the paper's net.
+"""
+
+import contextlib
+import dataclasses
+import datetime
+import os
+import platform
+import resource
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf import models
+from alexnet_tf.optimizer import PaperSGD
+
+PRECISIONS = {"fp32": "float32", "mixed_bfloat16": "mixed_bfloat16",
+              "mixed_float16": "mixed_float16"}
+MODES = ("train", "inference")
+# Square matmul size for the machine's rate: 2048^3 * 2 = 17 GFLOP, large enough to
+# reach the GEMM kernel's steady rate, small enough for ~0.1 s per product on 2 cores.
+MATMUL_SIZE = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What to benchmark: a model built by `models.build_model` and how it is run."""
+
+    name: str = "alexnet"
+    variant: str = "paper"
+    num_classes: int = 1000
+    input_size: int = 224
+    width_multiplier: float = 1.0
+    precision: str = "fp32"
+    jit_compile: bool = False
+
+    def build_kwargs(self) -> dict:
+        kwargs = dict(name=self.name, num_classes=self.num_classes,
+                      input_size=self.input_size, width_multiplier=self.width_multiplier)
+        if self.name == "alexnet":
+            kwargs["variant"] = self.variant
+        return kwargs
+
+
+@dataclasses.dataclass
+class Result:
+    """One measured row: throughput, FLOP rate and the matmul rates of the same run."""
+
+    mode: str
+    batch_size: int
+    spec: ModelSpec
+    images_per_second: float
+    run_images_per_second: List[float]
+    gflop_per_image: float
+    matmul_gflops: Dict[str, float]
+    peak_memory_mb: float
+
+    @property
+    def achieved_gflops(self) -> float:
+        return self.images_per_second * self.gflop_per_image
+
+    @property
+    def fraction_of_matmul(self) -> float:
+        """Achieved GFLOP/s over the matmul rate of the precision the step computes in."""
+        key = "bf16" if self.spec.precision == "mixed_bfloat16" else "fp32"
+        rate = self.matmul_gflops.get(key, 0.0)
+        return self.achieved_gflops / rate if rate else float("nan")
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str):
+    """Sets Keras' global dtype policy while building a model; restores it afterwards.
+
+    Args:
+      precision: a key of `PRECISIONS`.
+
+    Raises:
+      ValueError: unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, received "
+                         f"{precision!r}")
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(PRECISIONS[precision])
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def forward_flops_per_image(model: keras.Model) -> float:
+    """2 * multiply-adds of every kernel (conv and dense) for one image's forward pass.
+
+    Args:
+      model: a built functional model whose layers have known output shapes.
+
+    Returns:
+      FLOPs per image (float).
+    """
+    total = 0.0
+    for layer in model.layers:
+        kernels = [w for w in layer.weights if w.path.split("/")[-1] == "kernel"]
+        if not kernels:
+            continue
+        output_shape = layer.output.shape  # (batch, H, W, C) for convs, (batch, C) dense
+        positions = int(np.prod(output_shape[1:-1])) if len(output_shape) > 2 else 1
+        total += 2.0 * positions * sum(int(np.prod(w.shape)) for w in kernels)
+    return total
+
+
+def peak_memory_mb() -> float:
+    """The process's peak resident memory so far (VmHWM, else ru_maxrss), in MiB."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    bytes_per_unit = 1 if platform.system() == "Darwin" else 1024  # Linux reports kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * bytes_per_unit / 2**20
+
+
+def make_matmul_runner(dtype: str = "float32", size: int = MATMUL_SIZE,
+                       num_products: int = 4) -> Callable[[], float]:
+    """Returns a function that times `num_products` [size, size] matmuls -> GFLOP/s.
+
+    Args:
+      dtype: "float32" or "bfloat16".
+      size: side of the square matrices.
+      num_products: matmuls per timed call (chained so none can be skipped).
+    """
+    a = tf.cast(tf.random.stateless_normal((size, size), seed=(1, 2)), dtype)
+    b = tf.cast(tf.random.stateless_normal((size, size), seed=(3, 4)) / size, dtype)
+
+    @tf.function
+    def products(x):
+        for _ in range(num_products):
+            x = tf.linalg.matmul(x, b)
+        return tf.reduce_sum(tf.cast(x[:1, :1], tf.float32))
+
+    products(a).numpy()  # warm-up: tracing and kernel selection
+
+    def run() -> float:
+        start = time.perf_counter()
+        products(a).numpy()
+        return 2.0 * size**3 * num_products / (time.perf_counter() - start) / 1e9
+
+    return run
+
+
+def _synthetic_batch(batch_size: int, input_size: int, num_classes: int):
+    """Random mean-subtracted-like images (batch, S, S, 3) float32 and int32 labels."""
+    images = tf.random.stateless_uniform((batch_size, input_size, input_size, 3),
+                                         seed=(5, 6), minval=-128.0, maxval=128.0)
+    labels = tf.random.stateless_uniform((batch_size,), seed=(7, 8), maxval=num_classes,
+                                         dtype=tf.int32)
+    return images, labels
+
+
+def make_train_step(model: keras.Model, optimizer, jit_compile: bool = False):
+    """tf.function(images, labels) -> loss: forward, backward and the paper's SGD update.
+
+    The same structure as the trainer's step (float32 cross-entropy on float32 logits);
+    with `jit_compile` the forward/backward is XLA-compiled, the update is not.
+    """
+    def forward_backward(images, labels):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(images, training=True), tf.float32)  # (b, classes)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=labels, logits=logits))
+        return loss, tape.gradient(loss, model.trainable_variables)
+
+    if jit_compile:
+        forward_backward = tf.function(forward_backward, jit_compile=True)
+
+    @tf.function
+    def train_step(images, labels):
+        loss, gradients = forward_backward(images, labels)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    return train_step
+
+
+def make_inference_step(model: keras.Model, jit_compile: bool = False):
+    """tf.function(images) -> logits (batch, classes) with training=False."""
+    return tf.function(lambda images: model(images, training=False), jit_compile=jit_compile)
+
+
+def make_model_runner(spec: ModelSpec, mode: str, batch_size: int, steps_per_run: int,
+                      num_warmup: int, device: Optional[str] = None):
+    """Builds the model and returns (run() -> images/s, gflop_per_image).
+
+    Raises:
+      ValueError: unknown mode or batch_size < 1.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, received {mode!r}")
+    if batch_size < 1 or steps_per_run < 1:
+        raise ValueError(f"batch_size and steps_per_run must be >= 1, received {batch_size}, "
+                         f"{steps_per_run}")
+    with tf.device(device) if device else contextlib.nullcontext():
+        with dtype_policy(spec.precision):
+            model = models.build_model(**spec.build_kwargs())
+        images, labels = _synthetic_batch(batch_size, spec.input_size, spec.num_classes)
+        if mode == "train":
+            step = make_train_step(model, PaperSGD(learning_rate=1e-4), spec.jit_compile)
+            args = (images, labels)
+        else:
+            step = make_inference_step(model, spec.jit_compile)
+            args = (images,)
+    forward = forward_flops_per_image(model)
+    gflop_per_image = (3.0 if mode == "train" else 1.0) * forward / 1e9
+
+    def run_steps(num_steps):
+        output = None
+        for _ in range(num_steps):
+            output = step(*args)
+        np.asarray(output)  # waits for the last step
+
+    run_steps(num_warmup)
+
+    def run() -> float:
+        start = time.perf_counter()
+        run_steps(steps_per_run)
+        return batch_size * steps_per_run / (time.perf_counter() - start)
+
+    return run, gflop_per_image
+
+
+def benchmark(spec: ModelSpec, mode: str = "train", batch_size: int = 32, num_runs: int = 5,
+              steps_per_run: int = 5, num_warmup: int = 3, matmul_dtypes=("float32", "bfloat16"),
+              device: Optional[str] = None) -> Result:
+    """Measures one configuration, interleaving each model run with a matmul run.
+
+    Args:
+      spec: the model and how it runs (precision, XLA).
+      mode: "train" (forward, backward, SGD update) or "inference".
+      batch_size: images per step.
+      num_runs: timed runs; the median is reported.
+      steps_per_run: steps per timed run.
+      num_warmup: untimed steps first (tracing, compilation).
+      matmul_dtypes: matmul rates measured between the runs ("float32", "bfloat16");
+        empty to skip.
+      device: optional device name ("/GPU:0"); default: TensorFlow's choice.
+
+    Returns:
+      A `Result`.
+    """
+    if num_runs < 1:
+        raise ValueError(f"num_runs must be >= 1, received {num_runs!r}")
+    with tf.device(device) if device else contextlib.nullcontext():
+        matmuls = {_DTYPE_KEYS[dtype]: make_matmul_runner(dtype) for dtype in matmul_dtypes}
+    run, gflop_per_image = make_model_runner(spec, mode, batch_size, steps_per_run,
+                                             num_warmup, device)
+    rates = {key: [] for key in matmuls}
+    throughputs = []
+    for _ in range(num_runs):
+        throughputs.append(run())
+        for key, matmul in matmuls.items():
+            rates[key].append(matmul())
+    return Result(mode=mode, batch_size=batch_size, spec=spec,
+                  images_per_second=statistics.median(throughputs),
+                  run_images_per_second=throughputs, gflop_per_image=gflop_per_image,
+                  matmul_gflops={key: statistics.median(v) for key, v in rates.items()},
+                  peak_memory_mb=peak_memory_mb())
+
+
+_DTYPE_KEYS = {"float32": "fp32", "bfloat16": "bf16"}
+
+
+def format_table(results: Sequence[Result], command: str = "") -> str:
+    """A markdown table of results, headed by the date, machine and command."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"Measured {now} on {os.cpu_count()} logical CPUs ({platform.processor() or platform.machine()}),"
+             f" TensorFlow {tf.__version__}, Keras {keras.__version__}; medians of the runs.",
+             ""]
+    if command:
+        lines += [f"`{command}`", ""]
+    lines += ["| model | mode | precision | XLA | batch | images/s | GFLOP/img | GFLOP/s "
+              "| matmul fp32 / bf16 GFLOP/s | of matmul | peak RSS MiB |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        model = r.spec.name + (f"/{r.spec.variant}" if r.spec.name == "alexnet" else "")
+        matmul = " / ".join(f"{r.matmul_gflops[k]:.0f}" if k in r.matmul_gflops else "-"
+                            for k in ("fp32", "bf16"))
+        lines.append(f"| {model} | {r.mode} | {r.spec.precision} | "
+                     f"{'on' if r.spec.jit_compile else 'off'} | {r.batch_size} | "
+                     f"{r.images_per_second:.1f} | {r.gflop_per_image:.2f} | "
+                     f"{r.achieved_gflops:.0f} | {matmul} | {r.fraction_of_matmul:.0%} | "
+                     f"{r.peak_memory_mb:.0f} |")
+    return "\n".join(lines)
