@@ -173,6 +173,19 @@ def test_tower_devices_place_towers_and_match_one_device():
     assert sum(d.endswith("CPU:1") for d in pool_devices) == 3  # pool1, pool2, pool5
 
 
+def test_tf_checkpoint_restores_every_weight(tmp_path):
+    # model_dir.restore_model uses tf.train.Checkpoint: the grouped convolutions' weights
+    # must be tracked by it, not only by Keras.
+    model = models.alexnet(**SMALL)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    restored = models.alexnet(**SMALL)
+    status = tf.train.Checkpoint(model=restored).restore(path)
+    status.assert_existing_objects_matched()
+    for saved, loaded in zip(model.weights, restored.weights):
+        assert saved.path == loaded.path
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy(), err_msg=saved.path)
+
+
 def test_build_model_from_a_model_dir_spec():
     spec = {"name": "alexnet", "num_classes": 10, "variant": "paper", "input_size": 128,
             "width_multiplier": 0.25}
