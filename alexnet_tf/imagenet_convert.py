@@ -30,6 +30,7 @@ import time
 from typing import List, Optional, Sequence, Tuple
 
 import PIL
+import tensorflow as tf
 
 from alexnet_tf import image_recode
 from alexnet_tf import imagenet_files
@@ -108,6 +109,7 @@ def _manifest_options(options: ConvertOptions) -> dict:
     values = dataclasses.asdict(options)
     for name in ("num_workers", "show_progress"):
         values.pop(name)
+    values["splits"] = list(values["splits"])  # As JSON reads it back.
     return values
 
 
@@ -227,7 +229,6 @@ def write_shard(task: ShardTask, output_dir: str, resize: int, quality: int,
 
     Runs in a worker process. Bad files are recorded in the info, never raised.
     """
-    import tensorflow as tf  # Local import: keeps worker start-up in one place.
     shard_path = os.path.join(output_dir, task.name)
     per_class, rejected, recoloured = collections.Counter(), [], []
     pending_progress = 0
@@ -287,8 +288,11 @@ def _run_tasks(tasks: Sequence[ShardTask], options: ConvertOptions) -> None:
             for task in tasks:  # In this process: no start-up cost, easy to debug.
                 write_shard(task, *args, on_progress=bar.update)
             return
-        # "spawn": workers must not inherit a forked copy of TensorFlow's runtime state.
-        context = multiprocessing.get_context("spawn")
+        # Workers must not be forked from this process, whose TensorFlow runtime may hold
+        # threads and locks. A fork server imports this module (and TensorFlow) once, and
+        # forks each worker from that clean process: one import instead of one per worker.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
         counter = context.Value("q", 0)
         with context.Pool(min(options.num_workers, len(tasks)), initializer=_init_worker,
                           initargs=(counter,)) as pool:
