@@ -25,6 +25,7 @@ under `ignore_errors()`; a gap in the chunk's positions marks the bad record.
 import glob
 import json
 import os
+import sys
 from typing import Callable, Optional
 
 import numpy as np
@@ -38,7 +39,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 LABEL_KEY = "label"
 # Records decoded per chunk: larger amortises the per-chunk dataset, smaller keeps the
 # work of one chunk (done by one thread) short.
-CHUNK_SIZE = 32
+CHUNK_SIZE = 64
 DEFAULT_SHUFFLE_BUFFER = 4096
 _VALID_KEY = "valid"  # False on the end-of-chunk sentinel
 _SKIPPED_KEY = "skipped"  # bad records just before this element in its chunk
@@ -128,7 +129,7 @@ def _report_gap(chunk: dict, start, stop, *, skip: bool, num_classes: Optional[i
               f"cannot be decoded or has a label outside [0, {num_classes})")
     if skip:
         tf.print("alexnet_tf.input_pipeline: skipping bad record(s) (", reason, "): shard",
-                 shards, "record index in shard", indices, output_stream="file://stderr")
+                 shards, "record index in shard", indices, output_stream=sys.stderr)
         return tf.constant(True)
     check = tf.debugging.Assert(
             start >= stop,
@@ -369,6 +370,60 @@ def build_dataset(data_dir: str, split: str, *, global_batch_size: int, training
                             training=training, seed=seed, stats=stats, crop_size=crop_size,
                             num_classes=num_classes, input_context=input_context,
                             skip_bad_records=skip_bad_records, **kwargs)
+
+
+def _tfds_builder(tfds_data_dir: str, dataset_name: str):
+    import tensorflow_datasets as tfds  # Local import: only this data source needs it.
+    if os.path.exists(os.path.join(tfds_data_dir, "dataset_info.json")):
+        return tfds.builder_from_directory(tfds_data_dir)
+    try:
+        return tfds.builder(dataset_name, data_dir=tfds_data_dir)
+    except Exception as error:  # TFDS raises several types for a missing build.
+        raise FileNotFoundError(
+                f"no prepared tensorflow-datasets {dataset_name!r} build under {tfds_data_dir!r} "
+                f"(expected {tfds_data_dir}/{dataset_name}/<version>/dataset_info.json, or a "
+                f"version directory itself): {error}") from error
+
+
+def build_tfds_dataset(tfds_data_dir: str, split: str, *, global_batch_size: int,
+                       training: bool, seed: int, stats: stats_lib.ImageStats,
+                       num_classes: Optional[int] = None, dataset_name: str = "imagenet2012",
+                       **kwargs) -> tf.data.Dataset:
+    """`build_dataset` over a tensorflow-datasets build of ImageNet (already prepared).
+
+    The TFDS records are read directly (no `as_dataset`), so the same sharding, seeded
+    order, checkpointable iterator and preprocessing apply. TFDS's imagenet2012 labels are
+    indices into the sorted synsets: the same labels as this project's records.
+
+    Args:
+      tfds_data_dir: the `data_dir` given to TFDS (holding imagenet2012/<version>/), or
+        the version directory itself.
+      split: a split of the build, e.g. "train" or "validation".
+      dataset_name: the TFDS name (a build with "image" and "label" features).
+      global_batch_size, training, seed, stats, num_classes, **kwargs: as for `build_dataset`.
+
+    Raises:
+      FileNotFoundError: no such build. ValueError: no such split.
+    """
+    import tensorflow_datasets as tfds  # Local import: only this data source needs it.
+    builder = _tfds_builder(tfds_data_dir, dataset_name)
+    if split not in builder.info.splits:
+        raise ValueError(f"split {split!r} not in the TFDS build at {tfds_data_dir!r}; it has "
+                         f"{sorted(builder.info.splits)}")
+    features = builder.info.features
+    files = sorted(str(path) for path in builder.info.splits[split].filepaths)
+    if num_classes is None:
+        num_classes = features["label"].num_classes
+
+    def parse(serialized):
+        # SkipDecoding keeps the JPEG bytes, so the crop window is all that gets decoded.
+        example = features.deserialize_example(
+                serialized, decoders={"image": tfds.decode.SkipDecoding()})
+        return example["image"], example["label"]
+
+    return build_from_files(files, parse, global_batch_size=global_batch_size,
+                            training=training, seed=seed, stats=stats, num_classes=num_classes,
+                            **kwargs)
 
 
 def synthetic_dataset(*, global_batch_size: int, crop_size: int = 224, num_classes: int = 1000,

@@ -176,3 +176,66 @@ def test_synthetic_dataset():
                                                                 num_classes=3)))
     assert images.shape == (4, 8, 8, 3) and labels.shape == (4,)
     assert labels.dtype == tf.int32 and 0 <= labels.numpy().min() and labels.numpy().max() < 3
+
+
+def test_labels_survive_the_real_converter(tmp_path, stats):
+    from alexnet_tf import imagenet_convert
+    # Class k: solid colour 30 + 50 k, sizes that need resizing and cropping.
+    synsets = ["n00000003", "n00000001", "n00000002"]  # sorted order gives the labels
+    colours = {synset: 30 + 50 * i for i, synset in enumerate(sorted(synsets))}
+    for synset in synsets:
+        os.makedirs(tmp_path / "imagenet" / "train" / synset)
+        for j, size in enumerate([(40, 50), (64, 36), (33, 33)]):
+            Image.new("RGB", size, (colours[synset],) * 3).save(
+                    tmp_path / "imagenet" / "train" / synset / f"{synset}_{j}.JPEG")
+    options = imagenet_convert.ConvertOptions(
+            imagenet_dir=str(tmp_path / "imagenet"), output_dir=str(tmp_path / "records"),
+            splits=("train",), train_shards=2, resize=RESIZE, show_progress=False)
+    imagenet_convert.convert(options)
+    batches = list(input_pipeline.build_dataset(
+            str(tmp_path / "records"), "train", global_batch_size=4, training=False, seed=0,
+            stats=stats, mean_mode="rgb", **SIZES))
+    labels = labels_of(batches)
+    assert sorted(labels) == sorted([0, 1, 2] * 3)
+    expected_colour = np.array([colours[s] for s in sorted(synsets)])
+    pixels = np.concatenate([images.numpy() for images, _ in batches]) + stats.mean_rgb
+    np.testing.assert_allclose(pixels.mean(axis=(1, 2, 3)), expected_colour[labels], atol=3)
+
+
+def write_fake_tfds_build(version_dir, num_examples=10, num_classes=5):
+    """A tiny prepared TFDS build with imagenet2012's features (image, label, file_name)."""
+    import tensorflow_datasets as tfds
+    os.makedirs(version_dir)
+    features = tfds.features.FeaturesDict({
+            "image": tfds.features.Image(encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(num_classes=num_classes),
+            "file_name": tfds.features.Text()})
+    for shard in range(2):
+        name = f"imagenet2012-train.tfrecord-{shard:05d}-of-00002"
+        with tf.io.TFRecordWriter(os.path.join(version_dir, name)) as writer:
+            for k in range(shard, num_examples, 2):
+                writer.write(features.serialize_example({
+                        "image": np.full((RESIZE, RESIZE + 8, 3), 20 * k, np.uint8),
+                        "label": k % num_classes, "file_name": f"{k}.JPEG"}))
+    tfds.folder_dataset.write_metadata(
+            data_dir=version_dir, features=features,
+            filename_template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}")
+
+
+def test_tfds_build_goes_through_the_same_preprocessing(tmp_path, stats):
+    write_fake_tfds_build(str(tmp_path / "imagenet2012" / "5.1.0"))
+    batches = list(input_pipeline.build_tfds_dataset(
+            str(tmp_path), "train", global_batch_size=4, training=False, seed=0, stats=stats,
+            mean_mode="rgb", **SIZES))
+    labels = labels_of(batches)
+    pixels = np.concatenate([images.numpy() for images, _ in batches]) + stats.mean_rgb
+    colours = pixels.mean(axis=(1, 2, 3))
+    np.testing.assert_array_equal(labels, np.round(colours / 20).astype(int) % 5)
+    assert sorted(np.round(colours / 20).astype(int)) == list(range(10))
+    train = next(iter(input_pipeline.build_tfds_dataset(
+            str(tmp_path), "train", global_batch_size=4, training=True, seed=0, stats=stats,
+            **SIZES)))
+    assert train[0].shape == (4, CROP, CROP, 3)
+    with pytest.raises(ValueError, match="split 'validation'"):
+        input_pipeline.build_tfds_dataset(str(tmp_path), "validation", global_batch_size=4,
+                                          training=False, seed=0, stats=stats)
