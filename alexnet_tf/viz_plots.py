@@ -151,7 +151,7 @@ def neighbors_figure(queries: Sequence[np.ndarray], neighbors: Sequence[Sequence
 
 
 def occlusion_figure(images: Sequence[np.ndarray], results: Sequence, class_names: Sequence[str],
-                     title: str) -> Figure:
+                     title: str, square_rgb: Sequence[float] = (128, 128, 128)) -> Figure:
     """Per image: the image, the activation map and the probability map (ZF figure 7).
 
     Args:
@@ -159,21 +159,24 @@ def occlusion_figure(images: Sequence[np.ndarray], results: Sequence, class_name
       results: occlusion.OcclusionResult per image.
       class_names: the mapped class's name per image.
       title: the figure title.
+      square_rgb: the occluder's colour on the 0..255 scale (the mean colour), for the legend.
     """
     panels = 3 if results[0].activation is not None else 2
     figure = Figure(figsize=(4.2 * panels, 4.0 * len(images) + 0.5), layout="constrained")
     axes = figure.subplots(len(images), panels, squeeze=False)
     for row, (image, result, class_name) in enumerate(zip(images, results, class_names)):
-        _occlusion_row(figure, axes[row], image, result, class_name)
+        _occlusion_row(figure, axes[row], image, result, class_name,
+                       np.clip(np.asarray(square_rgb, np.float32) / 255, 0, 1))
     figure.suptitle(title)
     return figure
 
 
-def _occlusion_row(figure: Figure, axes, image: np.ndarray, result, class_name: str) -> None:
+def _occlusion_row(figure: Figure, axes, image: np.ndarray, result, class_name: str,
+                   square_color) -> None:
     axes[0].imshow(image)
     axes[0].add_patch(Rectangle((0, 0), result.patch_size, result.patch_size, fill=True,
-                                facecolor="grey", edgecolor="white"))
-    axes[0].set_title(f"input; class: {class_name}\n(grey square {result.patch_size}px, "
+                                facecolor=square_color, edgecolor="white"))
+    axes[0].set_title(f"input; class: {class_name}\n(mean-colour square {result.patch_size}px, "
                       f"stride {result.stride}px)", fontsize=9)
     size = image.shape[0]
     extent = (0, size, size, 0)  # Maps drawn over the image's pixel coordinates.
@@ -222,7 +225,8 @@ def deconv_figure(projections: List, displays: np.ndarray, layer_name: str,
     maps = [projections[start:start + num_per_map]
             for start in range(0, len(projections), num_per_map)]
     columns = 2 * num_per_map
-    figure = Figure(figsize=(1.7 * columns + 0.8, 1.8 * len(maps) + 0.8), layout="constrained")
+    figure = Figure(figsize=(max(1.7 * columns + 0.8, 8.0), 1.8 * len(maps) + 1.0),
+                    layout="constrained")
     axes = figure.subplots(len(maps), columns, squeeze=False)
     for row, group in enumerate(maps):
         for column, projection in enumerate(group):
@@ -237,8 +241,8 @@ def deconv_figure(projections: List, displays: np.ndarray, layer_name: str,
         for axis in axes[row]:
             axis.set_xticks([])
             axis.set_yticks([])
-    figure.suptitle(f"{title}\n{layer_name}: top {len(maps)} feature maps over the image set; "
-                    f"left {num_per_map}: deconvnet projections of each map's strongest "
-                    f"activations,\nright {num_per_map}: the image patches (receptive fields) "
-                    "that caused them")
+    figure.suptitle(f"{title}\n{layer_name}: the {len(maps)} most active feature maps over the "
+                    f"image set (one row each)\nleft {num_per_map}: deconvnet projections of "
+                    f"their strongest activations\nright {num_per_map}: the image patches "
+                    "(receptive fields) that caused them", fontsize=10)
     return figure

@@ -139,7 +139,8 @@ def run_occlusion(loaded: viz_inputs.LoadedModel, records, output: str, *, layer
             layer_name=layer if loaded.keras_model is not None else None, batch_size=batch_size))
     figure = viz_plots.occlusion_figure(
         displays, results, [names[result.class_index] for result in results],
-        f"Occlusion sensitivity ({loaded.description})")
+        f"Occlusion sensitivity ({loaded.description})",
+        square_rgb=loaded.settings.stats.mean_rgb)
     viz_plots.save_png(figure, output)
     return {"results": results}
 
