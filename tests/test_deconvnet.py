@@ -192,3 +192,25 @@ def test_paper_alexnet_with_tower_devices_projects_like_one_device():
         assert scale > 0
         np.testing.assert_allclose(a.reconstruction, b.reconstruction, rtol=1e-4,
                                    atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("name,kwargs", [("zfnet", {}), ("alexnet", {"variant": "one_tower"})])
+def test_other_networks_project_inside_their_receptive_fields(name, kwargs):
+    # ZFNet pools with "same" padding and pads conv1; one-tower AlexNet pads conv1 by 2.
+    from alexnet_tf import models
+    model = models.build_model(name, num_classes=3, input_size=67, width_multiplier=0.0625,
+                               **kwargs)
+    for weight in model.weights:  # Positive weights: every projection is non-zero.
+        weight.assign(tf.abs(weight) + 0.001)
+    images = np.abs(np.random.default_rng(6).normal(size=(2, 67, 67, 3))).astype(np.float32)
+    for layer_name in ("conv1", "conv2", "conv5"):
+        for projection in deconvnet.visualize_layer(model, images, layer_name, num_maps=2):
+            top, left, bottom, right = projection.box
+            support = np.argwhere(np.abs(projection.reconstruction).sum(-1) > 0)
+            assert len(support), (name, layer_name)
+            low, high = support.min(0).tolist(), (support.max(0) + 1).tolist()
+            if layer_name == "conv1":  # The kernel's window exactly (clipped to the image).
+                assert (low, high) == ([top, left], [bottom, right]), name
+            else:
+                assert low[0] >= top and low[1] >= left, (name, layer_name)
+                assert high[0] <= bottom and high[1] <= right, (name, layer_name)
