@@ -311,6 +311,9 @@ def _load_classifier(model_dir, checkpoint, saved_model, stats_path, mean_mode):
         model, config, path = restore_model(model_dir, checkpoint)
         settings = eval_settings(config, stats_path=stats_path, mean_mode=mean_mode)
         return keras_probabilities(model), settings, path
+    if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
+        raise FileNotFoundError(f"saved_model={saved_model!r} holds no saved_model.pb: give "
+                                "an exported version directory such as E/1")
     loaded = tf.saved_model.load(saved_model)
     settings = load_settings(os.path.join(saved_model, SAVED_MODEL_EXTRA_DIR))
     if stats_path:

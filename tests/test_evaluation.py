@@ -1,12 +1,19 @@
 """Tests for alexnet_tf.evaluation (counting) and alexnet_tf.evaluate (the entry point)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from alexnet_tf import evaluation
+from alexnet_tf import preprocessing
+from alexnet_tf import schema
+from alexnet_tf import serving
+from test_serving import encode, make_run, randomize_weights
 
 
 def _numpy_topk_hits(scores, labels, k):
@@ -102,15 +109,6 @@ def test_write_json_and_table(tmp_path):
 # End to end: a checkpointed run (test_serving.make_run), validation records written with
 # the schema, evaluated in-process, through a named checkpoint and via the entry point.
 
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-from alexnet_tf import preprocessing  # noqa: E402
-from alexnet_tf import schema  # noqa: E402
-from alexnet_tf import serving  # noqa: E402
-from test_serving import encode, make_run, randomize_weights  # noqa: E402
-
 NUM_RECORDS = 10
 
 
@@ -191,6 +189,8 @@ def test_run_rejects_bad_sources(evaluated_run):
     with pytest.raises(FileNotFoundError, match="ckpt-99"):
         evaluation.run(evaluated_run["data_dir"], model_dir=evaluated_run["run_dir"],
                        checkpoint="ckpt-99")
+    with pytest.raises(FileNotFoundError, match="version directory"):
+        evaluation.run(evaluated_run["data_dir"], saved_model=evaluated_run["run_dir"])
 
 
 @pytest.mark.slow
