@@ -90,17 +90,21 @@ def decode_dataset(data_dir: str, batch_size: int, num_cores: int) -> tf.data.Da
 
 
 def measure_tf(kind: str, data_dir: str, *, batch_size: int, num_batches: int,
-               warmup_batches: int, num_cores: int) -> float:
+               warmup_batches: int, num_cores: int,
+               shuffle_buffer: int = input_pipeline.DEFAULT_SHUFFLE_BUFFER) -> float:
     """Images/s of the `decode` or `train` pipeline with `num_cores` threads."""
-    tf.config.threading.set_intra_op_parallelism_threads(num_cores)
-    tf.config.threading.set_inter_op_parallelism_threads(num_cores)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(num_cores)
+        tf.config.threading.set_inter_op_parallelism_threads(num_cores)
+    except RuntimeError:
+        pass  # TF already started in this process (tests); the private thread pool still applies.
     if kind == "decode":
         dataset = decode_dataset(data_dir, batch_size, num_cores)
     elif kind == "train":
         dataset = input_pipeline.build_dataset(
                 data_dir, schema.TRAIN, global_batch_size=batch_size, training=True, seed=0,
                 stats=stats_lib.load_stats(None), num_classes=1000,
-                private_threadpool_size=num_cores)
+                private_threadpool_size=num_cores, shuffle_buffer=shuffle_buffer)
     else:
         raise ValueError(f"kind must be 'decode' or 'train' here, got {kind!r}")
     return _time_dataset(dataset, batch_size, num_batches, warmup_batches)
@@ -174,12 +178,14 @@ def measure_pillow(data_dir: str, *, num_images: int, num_cores: int) -> float:
 
 
 def measure(kind: str, data_dir: str, *, num_cores: int, batch_size: int, num_batches: int,
-            warmup_batches: int) -> float:
+            warmup_batches: int,
+            shuffle_buffer: int = input_pipeline.DEFAULT_SHUFFLE_BUFFER) -> float:
     """Images/s of one `kind` (see KINDS) in this process."""
     if kind == "pillow":
         return measure_pillow(data_dir, num_images=batch_size * num_batches, num_cores=num_cores)
     return measure_tf(kind, data_dir, batch_size=batch_size, num_batches=num_batches,
-                      warmup_batches=warmup_batches, num_cores=num_cores)
+                      warmup_batches=warmup_batches, num_cores=num_cores,
+                      shuffle_buffer=shuffle_buffer)
 
 
 def _worker_command(kind: str, num_cores: int, worker_args: List[str], pin: bool) -> List[str]:

@@ -28,6 +28,7 @@ flags.DEFINE_integer("make_images", 2048, "Records to generate when --data_dir i
 flags.DEFINE_integer("batch_size", 128, "Batch size of the tf.data pipelines.")
 flags.DEFINE_integer("num_batches", 20, "Batches timed per measurement (after the warm-up).")
 flags.DEFINE_integer("warmup_batches", 5, "Batches run before timing starts.")
+flags.DEFINE_integer("shuffle_buffer", 4096, "Shuffle buffer of the training pipeline.")
 flags.DEFINE_integer("num_runs", 3, "Runs per measurement; the median is reported.")
 flags.DEFINE_list("cores", ["1", "2"], "Core counts to measure (each run pinned with taskset).")
 flags.DEFINE_list("kinds", list(bench_input.KINDS), "Which pipelines: decode, train, pillow.")
@@ -39,7 +40,8 @@ def _run_input_worker() -> None:
     kind, num_cores = FLAGS.worker.split(":")
     value = bench_input.measure(kind, FLAGS.data_dir, num_cores=int(num_cores),
                                 batch_size=FLAGS.batch_size, num_batches=FLAGS.num_batches,
-                                warmup_batches=FLAGS.warmup_batches)
+                                warmup_batches=FLAGS.warmup_batches,
+                                shuffle_buffer=FLAGS.shuffle_buffer)
     print(bench_input.RESULT_PREFIX + json.dumps({"images_per_second": value}), flush=True)
 
 
@@ -59,7 +61,8 @@ def run_input() -> None:
             print(f"generated {FLAGS.make_images} 256x256 JPEG records in {data_dir}")
         worker_args = [f"--data_dir={data_dir}", f"--batch_size={FLAGS.batch_size}",
                        f"--num_batches={FLAGS.num_batches}",
-                       f"--warmup_batches={FLAGS.warmup_batches}"]
+                       f"--warmup_batches={FLAGS.warmup_batches}",
+                       f"--shuffle_buffer={FLAGS.shuffle_buffer}"]
         results = bench_input.run_benchmark(FLAGS.kinds, cores, num_runs=FLAGS.num_runs,
                                             worker_args=worker_args, pin=FLAGS.pin)
     print(f"\nmedians of {FLAGS.num_runs} runs, batch {FLAGS.batch_size}, "
