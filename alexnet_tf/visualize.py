@@ -17,6 +17,7 @@ model and the SavedModel's variables are loaded into it.
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -109,7 +110,13 @@ def main(argv):
         raise app.UsageError(f"the first argument must be a tool: {', '.join(TOOLS)}")
     if not _OUTPUT.value or not _OUTPUT.value.lower().endswith(".png"):
         raise app.UsageError("--output must name the .png file to write")
-    run(argv[1], argv[2:])
+    try:
+        run(argv[1], argv[2:])
+    except (ValueError, FileNotFoundError, IndexError) as error:
+        # Bad input (a missing file, a tool the model source cannot serve...): say what, no
+        # traceback.
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
     logging.info("wrote %s", _OUTPUT.value)
     print(_OUTPUT.value)
 

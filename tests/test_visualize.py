@@ -173,3 +173,7 @@ def test_command_line(run, tmp_path):
         flags.FLAGS.images = []
         with pytest.raises(app.UsageError, match="needs images"):
             visualize.main(["visualize", "occlusion"])
+        flags.FLAGS.images = [str(tmp_path / "missing.jpg")]
+        with pytest.raises(SystemExit) as exit_info:
+            visualize.main(["visualize", "predictions"])
+        assert exit_info.value.code == 1
