@@ -75,12 +75,16 @@ def expand_paths(patterns: Sequence[str]) -> List[str]:
     return paths
 
 
+def _record(path: str, index: int, serialized) -> ImageRecord:
+    example = schema.parse_example(serialized)
+    name = example[schema.IMAGE_FILENAME].numpy().decode() or f"{os.path.basename(path)}:{index}"
+    return ImageRecord(name, example[schema.IMAGE_ENCODED].numpy(),
+                       int(example[schema.LABEL].numpy()), path, index)
+
+
 def _records_of_shard(path: str) -> Iterator[ImageRecord]:
     for index, serialized in enumerate(tf.data.TFRecordDataset(path)):
-        example = schema.parse_example(serialized)
-        name = example[schema.IMAGE_FILENAME].numpy().decode() or f"{os.path.basename(path)}:{index}"
-        yield ImageRecord(name, example[schema.IMAGE_ENCODED].numpy(),
-                          int(example[schema.LABEL].numpy()), path, index)
+        yield _record(path, index, serialized)
 
 
 def read_images(patterns: Sequence[str], limit: Optional[int] = None) -> List[ImageRecord]:
@@ -116,9 +120,9 @@ def read_record(source: str, index: int) -> ImageRecord:
     if not is_tfrecord(source):
         with open(source, "rb") as f:
             return ImageRecord(os.path.basename(source), f.read(), None, source)
-    for record in _records_of_shard(source):
-        if record.index == index:
-            return record
+    # skip() reads past the earlier records without parsing them.
+    for serialized in tf.data.TFRecordDataset(source).skip(index).take(1):
+        return _record(source, index, serialized)
     raise IndexError(f"{source!r} has no record {index}")
 
 

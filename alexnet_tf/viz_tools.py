@@ -8,6 +8,7 @@ computed (for tests and logs). `alexnet_tf.visualize` is the command-line entry 
 import os
 from typing import List, Optional, Sequence
 
+from absl import logging
 import numpy as np
 
 from alexnet_tf import deconvnet
@@ -98,6 +99,10 @@ def run_neighbors(loaded: viz_inputs.LoadedModel, queries, search_patterns: Sequ
     indices, distances = neighbors_lib.nearest(extract(inputs), search["features"],
                                                min(num_neighbors, len(search["features"])))
     names = viz_inputs.class_names(loaded.labels, int(loaded.keras_model.output_shape[-1]))
+    dead = not np.any(search["features"])
+    if dead:  # Every distance is 0 and the order meaningless: say so rather than mislead.
+        logging.warning("every search image's fc7 vector is zero (dead ReLUs?): the "
+                        "neighbours are arbitrary")
     neighbor_images, neighbor_titles = [], []
     for row in indices:
         found = [viz_inputs.read_record(str(search["sources"][i]), int(search["indices"][i]))
@@ -110,9 +115,11 @@ def run_neighbors(loaded: viz_inputs.LoadedModel, queries, search_patterns: Sequ
         query_displays, neighbor_images, distances,
         [names[q.label] if q.label is not None else q.name for q in queries], neighbor_titles,
         f"Nearest of {len(search['features'])} images by Euclidean distance of fc7 features "
-        f"({loaded.description})")
+        f"({loaded.description})" + ("\nWARNING: all fc7 features are zero (dead units); the "
+                                     "order is arbitrary" if dead else ""))
     viz_plots.save_png(figure, output)
-    return {"indices": indices, "distances": distances, "cache": cache_path, "cached": cached}
+    return {"indices": indices, "distances": distances, "cache": cache_path, "cached": cached,
+            "dead": dead}
 
 
 def run_occlusion(loaded: viz_inputs.LoadedModel, records, output: str, *, layer: str,

@@ -85,6 +85,15 @@ def test_neighbors_tool(run, tmp_path):
     _check_png(output)
     assert summary["indices"][:, 0].tolist() == [2, 3]  # the same images, in the shard
     assert summary["indices"].shape == (2, 3) and not summary["cached"]
+    assert not summary["dead"]
+    # A net whose fc7 is dead (all zero) gets a warning, not a misleading ranking.
+    dead_model = models.build_model(**viz_fixtures.SPEC)
+    for weight in dead_model.weights:
+        weight.assign(tf.zeros_like(weight))
+    dead = dataclasses.replace(run["loaded"], keras_model=dead_model, identity="all-zero")
+    summary = viz_tools.run_neighbors(dead, queries, [run["shard"]], output,
+                                      cache_dir=str(tmp_path / "cache"), num_neighbors=3)
+    assert summary["dead"] and not summary["cached"]
 
 
 def test_occlusion_tool(run, tmp_path):
