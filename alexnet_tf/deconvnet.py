@@ -111,6 +111,10 @@ def _kind(layer) -> str:
         if tuple(inner.dilation_rate) != (1, 1) or inner.data_format != "channels_last":
             raise ValueError(f"deconvnet: layer {layer.name!r} is dilated or channels_first; "
                              "only undilated channels_last convolutions are supported")
+        activation = getattr(inner.activation, "__name__", "")
+        if activation not in ("relu", "linear"):
+            raise ValueError(f"deconvnet: layer {layer.name!r} has activation {activation!r}; "
+                             "only ReLU (or none) can be rectified on the way down")
         return "conv"
     if isinstance(layer, _POOL_LAYERS):
         return "pool"

@@ -170,6 +170,10 @@ def test_bad_layers_are_named():
         deconvnet.visualize_layer(model, np.zeros((1, 67, 67, 3), np.float32), "conv9")
     with pytest.raises(ValueError, match="gap"):
         deconvnet.visualize_layer(model, np.zeros((1, 67, 67, 3), np.float32), "gap")
+    inputs = keras.Input((9, 9, 3))
+    tanh = keras.Model(inputs, keras.layers.Conv2D(2, 3, activation="tanh", name="conv1")(inputs))
+    with pytest.raises(ValueError, match="tanh"):
+        deconvnet.visualize_layer(tanh, np.zeros((1, 9, 9, 3), np.float32), "conv1")
 
 
 def test_paper_alexnet_with_tower_devices_projects_like_one_device():
