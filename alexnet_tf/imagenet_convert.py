@@ -93,8 +93,9 @@ class ShardTask:
 @dataclasses.dataclass
 class ConvertResult:
     manifest: dict
-    num_converted_now: int  # images written by this run (0 when every shard was complete)
+    num_converted_now: int  # files processed by this run (0 when every shard was complete)
     seconds: float  # wall time of the shard writing in this run
+    cpu_seconds: float  # CPU time the shard writing took, summed over workers
 
 
 def _recode_settings(options: ConvertOptions) -> dict:
@@ -228,7 +229,11 @@ def write_shard(task: ShardTask, output_dir: str, resize: int, quality: int,
     """Converts the files of one shard and writes it; returns the shard's info.
 
     Runs in a worker process. Bad files are recorded in the info, never raised.
+
+    Returns:
+      The info saved in shard_info/, plus "cpu_seconds" (not saved: it varies).
     """
+    cpu_start = time.process_time()
     shard_path = os.path.join(output_dir, task.name)
     per_class, rejected, recoloured = collections.Counter(), [], []
     pending_progress = 0
@@ -263,7 +268,7 @@ def write_shard(task: ShardTask, output_dir: str, resize: int, quality: int,
     os.makedirs(os.path.join(output_dir, SHARD_INFO_DIR), exist_ok=True)
     _write_json(_info_path(output_dir, task.name), info)
     os.replace(shard_path + INCOMPLETE_SUFFIX, shard_path)  # The shard is now complete.
-    return info
+    return {**info, "cpu_seconds": time.process_time() - cpu_start}
 
 
 def _report_progress(num_images: int, on_progress) -> None:
@@ -274,20 +279,24 @@ def _report_progress(num_images: int, on_progress) -> None:
             _progress_counter.value += num_images
 
 
-def _run_tasks(tasks: Sequence[ShardTask], options: ConvertOptions) -> None:
-    """Writes `tasks` over `options.num_workers` processes with a progress bar."""
+def _run_tasks(tasks: Sequence[ShardTask], options: ConvertOptions) -> float:
+    """Writes `tasks` over `options.num_workers` processes with a progress bar.
+
+    Returns:
+      The CPU seconds the workers spent on the tasks.
+    """
     from tqdm import tqdm  # Local import: only the converter shows a progress bar.
     total = sum(len(task.items) for task in tasks)
     if not tasks:
-        return
+        return 0.0
     bar = tqdm(total=total, unit="img", desc="converting", smoothing=0.05,
                disable=not options.show_progress)
     args = (options.output_dir, options.resize, options.quality, options.use_draft)
     with bar:
         if options.num_workers == 1:
-            for task in tasks:  # In this process: no start-up cost, easy to debug.
-                write_shard(task, *args, on_progress=bar.update)
-            return
+            # In this process: no start-up cost, easy to debug.
+            return sum(write_shard(task, *args, on_progress=bar.update)["cpu_seconds"]
+                       for task in tasks)
         # Workers must not be forked from this process, whose TensorFlow runtime may hold
         # threads and locks. A fork server imports this module (and TensorFlow) once, and
         # forks each worker from that clean process: one import instead of one per worker.
@@ -297,12 +306,14 @@ def _run_tasks(tasks: Sequence[ShardTask], options: ConvertOptions) -> None:
         with context.Pool(min(options.num_workers, len(tasks)), initializer=_init_worker,
                           initargs=(counter,)) as pool:
             results = [pool.apply_async(write_shard, (task, *args)) for task in tasks]
-            while not all(result.ready() for result in results):
-                bar.update(counter.value - bar.n)
-                time.sleep(0.2)
             for result in results:
-                result.get()  # Re-raises a worker's unexpected error (disk full...).
+                while not result.ready():
+                    result.wait(0.1)  # Returns as soon as the shard is done.
+                    bar.update(counter.value - bar.n)
+            # get() re-raises a worker's unexpected error (disk full...).
+            cpu_seconds = sum(result.get()["cpu_seconds"] for result in results)
             bar.update(counter.value - bar.n)
+    return cpu_seconds
 
 
 def convert(options: ConvertOptions) -> ConvertResult:
@@ -340,7 +351,7 @@ def convert(options: ConvertOptions) -> ConvertResult:
     _check_output_dir(options.output_dir, tasks)
     pending = [task for task in tasks if _read_complete_info(options.output_dir, task) is None]
     start = time.perf_counter()
-    _run_tasks(pending, options)
+    cpu_seconds = _run_tasks(pending, options)
     seconds = time.perf_counter() - start
     labels = [{"index": index[synset], "synset": synset, "name": names.get(synset, "")}
               for synset in synsets]
@@ -351,4 +362,5 @@ def convert(options: ConvertOptions) -> ConvertResult:
         discovery_rejected=rejected, sources=sources, excluded=excluded,
         names_file=names_path)
     _write_json(os.path.join(options.output_dir, schema.MANIFEST_FILE), manifest)
-    return ConvertResult(manifest, sum(len(task.items) for task in pending), seconds)
+    return ConvertResult(manifest, sum(len(task.items) for task in pending), seconds,
+                         cpu_seconds)
