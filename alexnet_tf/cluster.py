@@ -14,8 +14,8 @@ serves one machine and many.
 Output: every worker must take part in a checkpoint save (reading synchronised
 variables is a collective), but only the chief's copy is kept. Non-chief workers write
 into a private temporary directory that is deleted afterwards (`write_dir` /
-`discard_write_dir`), the pattern of TensorFlow's multi-worker tutorial. TensorBoard
-summaries are written by the chief only (`summary_writer`).
+`discard_write_dir`), the pattern of TensorFlow's multi-worker tutorial. Each worker's
+input position is its own and is saved separately (`WorkerIteratorCheckpoint`).
 """
 
 import dataclasses
@@ -238,8 +238,61 @@ def discard_write_dir(path: str, directory: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def summary_writer(logdir: str, task: Task):
-    """A TensorBoard writer on the chief, a writer that writes nothing elsewhere."""
-    if task.is_chief:
-        return tf.summary.create_file_writer(logdir)
-    return tf.summary.create_noop_writer()
+def any_worker(strategy, flag: bool) -> bool:
+    """True when `flag` is True on any worker. A collective: every worker must call it.
+
+    Used where workers must agree before they diverge (stop after a SIGTERM seen by one
+    of them; stop evaluating when every worker's shard is exhausted). With one worker
+    it costs nothing but a local sum.
+    """
+    values = strategy.experimental_distribute_values_from_function(
+            lambda _: tf.constant(1.0 if flag else 0.0))
+    return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None).numpy() > 0)
+
+
+class WorkerIteratorCheckpoint:
+    """Each worker's own input position, saved next to the chief's checkpoints.
+
+    Only the chief's checkpoint is kept, but every worker reads its own shard files, so
+    its tf.data iterator state is its own: each worker saves it under
+    `checkpoints/iterators/worker-<rank>/ckpt-<step>` (so `model_dir` must be on storage
+    every worker can write, as it must be readable by all for a resume), and on resume
+    restores the one with the step of the restored model checkpoint. The pipeline's
+    seeded, stateless per-element randomness then makes the resumed run see exactly
+    the images an uninterrupted run would have.
+
+    Args:
+      iterator: this worker's tf.data iterator (plain, not distributed).
+      checkpoint_dir: the run's checkpoint directory (model_dir/checkpoints).
+      task: this worker's Task.
+      max_to_keep: how many to keep; one more than the model checkpoints is safe.
+    """
+
+    SUBDIR = "iterators"
+
+    def __init__(self, iterator, checkpoint_dir: str, task: Task, max_to_keep: int):
+        self.directory = os.path.join(checkpoint_dir, self.SUBDIR,
+                                      f"worker-{task.worker_rank:05d}")
+        self._checkpoint = tf.train.Checkpoint(iterator=iterator)
+        self._manager = tf.train.CheckpointManager(self._checkpoint, self.directory,
+                                                   max_to_keep=max_to_keep,
+                                                   checkpoint_name="ckpt")
+
+    def save(self, step: int) -> str:
+        return self._manager.save(checkpoint_number=step)
+
+    def restore(self, step: int) -> str:
+        """Restores the iterator saved at `step`.
+
+        Raises:
+          FileNotFoundError: no iterator checkpoint for `step` (the number of workers
+            changed since the save, or this worker's files were deleted).
+        """
+        path = os.path.join(self.directory, f"ckpt-{step}")
+        if not tf.io.gfile.exists(path + ".index"):
+            raise FileNotFoundError(
+                    f"no input-iterator checkpoint {path!r} to resume step {step}: a "
+                    "multi-worker run must resume with the same number of workers (each "
+                    "worker's position in its own shards is saved separately)")
+        self._checkpoint.restore(path).assert_consumed()
+        return path

@@ -91,15 +91,30 @@ def test_write_dir_chief_writes_in_place_others_in_a_discarded_temp(tmp_path):
     assert os.path.isdir(directory)
 
 
-def test_summary_writer_only_chief_writes(tmp_path):
-    for index, expect_files in ((0, True), (1, False)):
-        task = cluster.parse_tf_config(_tf_config(WORKERS_ONLY, "worker", index))
-        logdir = tmp_path / f"logs{index}"
-        writer = cluster.summary_writer(str(logdir), task)
-        with writer.as_default():
-            tf.summary.write("loss", tf.constant(1.0), step=0)
-        writer.flush()
-        assert (logdir.exists() and any(logdir.iterdir())) == expect_files
+def test_worker_iterator_checkpoint_resumes_each_workers_own_position(tmp_path):
+    checkpoint_dir = str(tmp_path / "checkpoints")
+    saved = {}
+    for rank in (0, 1):
+        task = cluster.parse_tf_config(_tf_config(WORKERS_ONLY, "worker", rank))
+        iterator = iter(tf.data.Dataset.range(rank * 100, rank * 100 + 10))
+        state = cluster.WorkerIteratorCheckpoint(iterator, checkpoint_dir, task, max_to_keep=2)
+        next(iterator), next(iterator), next(iterator)
+        state.save(step=3)
+        saved[rank] = [int(next(iterator)) for _ in range(7)]
+    for rank in (1, 0):  # Each worker gets back its own position, not another's.
+        task = cluster.parse_tf_config(_tf_config(WORKERS_ONLY, "worker", rank))
+        iterator = iter(tf.data.Dataset.range(rank * 100, rank * 100 + 10))
+        state = cluster.WorkerIteratorCheckpoint(iterator, checkpoint_dir, task, max_to_keep=2)
+        state.restore(step=3)
+        assert [int(value) for value in iterator] == saved[rank]
+        with pytest.raises(FileNotFoundError, match="same number of workers"):
+            state.restore(step=4)
+
+
+def test_any_worker_on_one_machine():
+    strategy = tf.distribute.MirroredStrategy(["/CPU:0", "/CPU:1"])
+    assert cluster.any_worker(strategy, True) is True
+    assert cluster.any_worker(strategy, False) is False
 
 
 def test_communication_options():
