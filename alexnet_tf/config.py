@@ -15,7 +15,9 @@ import json
 import os
 from typing import Optional, Tuple
 
+from alexnet_tf import cluster
 from alexnet_tf import model_dir as model_dir_lib
+from alexnet_tf import optimizer
 from alexnet_tf import preprocessing
 
 MODELS = ("alexnet", "zfnet")
@@ -24,6 +26,8 @@ SCHEDULES = ("plateau", "step")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("fp32", "mixed_float16", "mixed_bfloat16")
 MEAN_MODES = preprocessing.MEAN_MODES
+LR_SCALINGS = optimizer.LR_SCALINGS
+COMMUNICATIONS = cluster.COMMUNICATIONS
 
 # Settings a resumed run may change: where things are and how the run is executed,
 # not what is learned. Everything else must equal the saved config.json.
@@ -31,6 +35,7 @@ RESUMABLE_CHANGES = frozenset({
         "data_dir", "num_epochs", "checkpoint_every_steps", "keep_checkpoints",
         "log_every_steps", "strategy", "devices", "tower_devices", "jit_compile",
         "progress_bar", "make_demo_data", "demo_dir", "max_steps", "summary_images",
+        "data_service", "communication",
 })
 
 
@@ -80,11 +85,27 @@ class TrainConfig:
     lr_max_reductions: int = _field(3, "Plateau: at most this many reductions.")
     lr_min_delta: float = _field(0.001, "Plateau: smallest drop in top-1 error that counts.")
     lr_boundaries: Tuple[int, ...] = _field((), "Step schedule: epochs at which to reduce.")
+    lr_scaling: str = _field("none", "Large batches: scale learning_rate, which suits "
+                             "lr_base_batch_size, by k = batch_size / lr_base_batch_size "
+                             "(linear, Goyal et al.) or sqrt(k); none keeps it.",
+                             choices=LR_SCALINGS)
+    lr_base_batch_size: int = _field(128, "The batch size learning_rate was tuned for "
+                                     "(the paper's 128).")
+    warmup_epochs: float = _field(0.0, "Gradual warm-up: raise the rate linearly over these "
+                                  "epochs, from learning_rate to the scaled rate (from 0 "
+                                  "when not scaled). Goyal et al. use 5.")
     seed: int = _field(0, "Seed of initialisation, dropout, shuffling and augmentation.")
     # Devices and numerics.
     strategy: str = _field("default", "default/one_device: one device; mirrored: "
                            "MirroredStrategy over local GPUs or --devices; multi_worker: "
-                           "see issue 9.", choices=STRATEGIES)
+                           "MultiWorkerMirroredStrategy over the cluster in TF_CONFIG "
+                           "(every local GPU, or the CPU, of each worker).",
+                           choices=STRATEGIES)
+    communication: str = _field("auto", "multi_worker all-reduce: NCCL on GPUs, RING (gRPC) "
+                                "otherwise (auto), or forced.", choices=COMMUNICATIONS)
+    data_service: str = _field("", "grpc://host:port of a tf.data service dispatcher "
+                               "(python -m alexnet_tf.data_service): training images are "
+                               "decoded and augmented on its workers. '' = in this process.")
     devices: Tuple[str, ...] = _field((), "Devices for the strategy, e.g. /GPU:0,/GPU:1.")
     tower_devices: Tuple[str, ...] = _field((), "The paper's two towers' devices, e.g. "
                                             "/GPU:0,/GPU:1 (model parallelism).")
@@ -114,7 +135,8 @@ class TrainConfig:
         """Raises ValueError naming the first bad setting and what was expected."""
         for name, choices in (("model", MODELS), ("variant", VARIANTS),
                               ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES),
-                              ("precision", PRECISIONS), ("mean_mode", MEAN_MODES)):
+                              ("precision", PRECISIONS), ("mean_mode", MEAN_MODES),
+                              ("lr_scaling", LR_SCALINGS), ("communication", COMMUNICATIONS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         for name in ("batch_size", "num_epochs", "input_size", "checkpoint_every_steps",
@@ -129,6 +151,11 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+        if self.lr_base_batch_size < 1 or self.warmup_epochs < 0:
+            raise ValueError("lr_base_batch_size must be >= 1 and warmup_epochs >= 0, got "
+                             f"{self.lr_base_batch_size!r}, {self.warmup_epochs!r}")
+        if self.data_service:
+            cluster.parse_service_address(self.data_service, "data_service")
         if self.lr_schedule == "step" and not self.lr_boundaries:
             raise ValueError("lr_schedule='step' needs lr_boundaries, e.g. 30,60,80")
         if self.tower_devices and (len(self.tower_devices) != 2 or self.model != "alexnet"

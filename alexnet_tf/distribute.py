@@ -7,7 +7,9 @@ each is made:
   one_device   tf.distribute.OneDeviceStrategy on `devices[0]` (default /GPU:0 or /CPU:0)
   mirrored     tf.distribute.MirroredStrategy over `devices` (default: all local GPUs, or
                the CPU when there are none); data parallel, gradients all-reduced
-  multi_worker reserved for MultiWorkerMirroredStrategy from TF_CONFIG (issue 9)
+  multi_worker tf.distribute.MultiWorkerMirroredStrategy over the cluster in TF_CONFIG
+               (every local GPU, or the CPU, of each worker; see cluster.py); without
+               TF_CONFIG it trains on this machine alone, through the same code path
 
 The input is one tf.data iterator of GLOBAL batches per worker (a plain iterator, so its
 position can be saved in a checkpoint: distributed iterators cannot be), and each replica
@@ -20,6 +22,8 @@ combines with one replica only, since every replica would pin to the same two de
 from typing import Sequence
 
 import tensorflow as tf
+
+from alexnet_tf import cluster
 
 STRATEGY_NAMES = ("default", "one_device", "mirrored", "multi_worker")
 
@@ -40,18 +44,26 @@ def check_devices(devices: Sequence[str], what: str = "devices") -> None:
                              f"{sorted(short)}")
 
 
-def create_strategy(name: str, devices: Sequence[str] = ()) -> tf.distribute.Strategy:
+def create_strategy(name: str, devices: Sequence[str] = (),
+                    communication: str = "auto") -> tf.distribute.Strategy:
     """Returns the tf.distribute.Strategy called `name`.
 
     Args:
       name: one of STRATEGY_NAMES.
       devices: device names for one_device / mirrored; empty = TensorFlow's choice.
+      communication: multi_worker's all-reduce ("auto", "ring" or "nccl").
 
     Raises:
-      ValueError: unknown name or device, or devices given to the default strategy.
-      NotImplementedError: multi_worker (not built yet, issue 9).
+      ValueError: unknown name or device, devices given to the default or multi_worker
+        strategy, or a malformed TF_CONFIG.
     """
     devices = tuple(devices)
+    if name == "multi_worker":
+        # Before anything else: the strategy must configure collectives at start-up.
+        if devices:
+            raise ValueError(f"--devices={','.join(devices)} does not apply to "
+                             "--strategy=multi_worker, which uses every local GPU (or the CPU)")
+        return cluster.multi_worker_strategy(communication)
     if devices:
         check_devices(devices)
     if name == "default":
@@ -66,9 +78,6 @@ def create_strategy(name: str, devices: Sequence[str] = ()) -> tf.distribute.Str
         return tf.distribute.OneDeviceStrategy(devices[0] if devices else default)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices=list(devices) or None)
-    if name == "multi_worker":
-        raise NotImplementedError("--strategy=multi_worker (MultiWorkerMirroredStrategy from "
-                                  "TF_CONFIG) is not implemented yet: see issue 9")
     raise ValueError(f"strategy must be one of {STRATEGY_NAMES}, got {name!r}")
 
 
@@ -86,21 +95,17 @@ def check_tower_devices(strategy: tf.distribute.Strategy, tower_devices: Sequenc
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True for the one process that writes checkpoints, config and summaries."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "worker" and task_id == 0 and not has_chief
+    return cluster.task_of_strategy(strategy).is_chief
 
 
 def num_workers(strategy: tf.distribute.Strategy) -> int:
     """Number of worker processes in the cluster (1 on one machine)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    return max(1, len(cluster.get("chief", ())) + len(cluster.get("worker", ())))
+    return cluster.task_of_strategy(strategy).num_workers
+
+
+def worker_rank(strategy: tf.distribute.Strategy) -> int:
+    """This worker's input pipeline id, 0..num_workers-1 (the chief is 0)."""
+    return cluster.task_of_strategy(strategy).worker_rank
 
 
 def replica_slice(batch, num_replicas: int):
