@@ -4,6 +4,8 @@ Three ways through the same records, each measured with a given number of cores:
 
   decode   raw JPEG decoding alone (read, parse, full `tf.io.decode_jpeg`, batch): the limit
   train    `input_pipeline.build_dataset(training=True)`: the full training pipeline
+  train_device  the same with augment_on_device=True: the host stops at uint8 crops and
+           leaves mean subtraction and PCA lighting to the accelerator's first step
   pillow   a plain Python pipeline with Pillow and NumPy doing the same augmentation
            (random crop, flip, mean subtraction, PCA lighting), one image at a time, the
            way a torchvision-style loader does it; one worker process per core
@@ -30,7 +32,7 @@ from alexnet_tf import input_pipeline
 from alexnet_tf import schema
 from alexnet_tf import stats as stats_lib
 
-KINDS = ("decode", "train", "pillow")
+KINDS = ("decode", "train", "train_device", "pillow")
 RESULT_PREFIX = "BENCH_INPUT_RESULT "  # how a worker process reports its figure
 
 
@@ -57,16 +59,23 @@ def make_records(data_dir: str, num_images: int, num_shards: int = 4, seed: int 
     return data_dir
 
 
+def _rates(num_images: int, wall_seconds: float, cpu_seconds: float) -> dict:
+    # CPU seconds (all threads of the process) give a per-core rate that other programs
+    # on a shared machine disturb much less than wall time does.
+    return {"images_per_second": num_images / wall_seconds,
+            "images_per_cpu_second": num_images / max(cpu_seconds, 1e-9)}
+
+
 def _time_dataset(dataset: tf.data.Dataset, batch_size: int, num_batches: int,
-                  warmup_batches: int) -> float:
-    """Images/s over `num_batches` batches after `warmup_batches`."""
+                  warmup_batches: int) -> dict:
+    """Rates (see `_rates`) over `num_batches` batches after `warmup_batches`."""
     iterator = iter(dataset)
     for _ in range(warmup_batches):
         next(iterator)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(num_batches):
         next(iterator)
-    return num_batches * batch_size / (time.perf_counter() - start)
+    return _rates(num_batches * batch_size, time.perf_counter() - wall, time.process_time() - cpu)
 
 
 def _with_threads(dataset: tf.data.Dataset, num_cores: int) -> tf.data.Dataset:
@@ -91,8 +100,8 @@ def decode_dataset(data_dir: str, batch_size: int, num_cores: int) -> tf.data.Da
 
 def measure_tf(kind: str, data_dir: str, *, batch_size: int, num_batches: int,
                warmup_batches: int, num_cores: int,
-               shuffle_buffer: int = input_pipeline.DEFAULT_SHUFFLE_BUFFER) -> float:
-    """Images/s of the `decode` or `train` pipeline with `num_cores` threads."""
+               shuffle_buffer: int = input_pipeline.DEFAULT_SHUFFLE_BUFFER) -> dict:
+    """Rates of the `decode`, `train` or `train_device` pipeline with `num_cores` threads."""
     try:
         tf.config.threading.set_intra_op_parallelism_threads(num_cores)
         tf.config.threading.set_inter_op_parallelism_threads(num_cores)
@@ -100,13 +109,14 @@ def measure_tf(kind: str, data_dir: str, *, batch_size: int, num_batches: int,
         pass  # TF already started in this process (tests); the private thread pool still applies.
     if kind == "decode":
         dataset = decode_dataset(data_dir, batch_size, num_cores)
-    elif kind == "train":
+    elif kind in ("train", "train_device"):
         dataset = input_pipeline.build_dataset(
                 data_dir, schema.TRAIN, global_batch_size=batch_size, training=True, seed=0,
                 stats=stats_lib.load_stats(None), num_classes=1000,
-                private_threadpool_size=num_cores, shuffle_buffer=shuffle_buffer)
+                private_threadpool_size=num_cores, shuffle_buffer=shuffle_buffer,
+                augment_on_device=kind == "train_device")
     else:
-        raise ValueError(f"kind must be 'decode' or 'train' here, got {kind!r}")
+        raise ValueError(f"kind must be 'decode', 'train' or 'train_device' here, got {kind!r}")
     return _time_dataset(dataset, batch_size, num_batches, warmup_batches)
 
 
@@ -150,37 +160,37 @@ class PillowPipeline:
         return np.asarray(image, np.float32) - self.mean + shift
 
 
-def pillow_worker(images: List[bytes], num_images: int, seed: int) -> float:
-    """Seconds to run `num_images` images (cycling through `images`) through Pillow."""
+def pillow_worker(images: List[bytes], num_images: int, seed: int) -> dict:
+    """Rates of `num_images` images (cycling through `images`) through Pillow."""
     pipeline = PillowPipeline(stats_lib.load_stats(None), seed=seed)
     for image_bytes in images[:8]:
         pipeline(image_bytes)  # warm-up
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for i in range(num_images):
         pipeline(images[i % len(images)])
-    return time.perf_counter() - start
+    return _rates(num_images, time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def measure_pillow(data_dir: str, *, num_images: int, num_cores: int) -> float:
-    """Images/s of the Pillow pipeline with one worker process per core.
+def measure_pillow(data_dir: str, *, num_images: int, num_cores: int) -> dict:
+    """Rates of the Pillow pipeline with one worker process per core.
 
-    With several workers, the rate is the sum of each worker's own rate (they run side
+    With several workers, each rate is the sum of the workers' own rates (they run side
     by side; process start-up is not counted).
     """
     images = read_image_bytes(data_dir, limit=1024)
     if num_cores == 1:
-        return num_images / pillow_worker(images, num_images, 0)
+        return pillow_worker(images, num_images, 0)
     import multiprocessing  # Only for the multi-core figure.
     with multiprocessing.get_context("spawn").Pool(num_cores) as pool:
-        seconds = pool.starmap(pillow_worker,
-                               [(images, num_images, seed) for seed in range(num_cores)])
-    return sum(num_images / value for value in seconds)
+        rates = pool.starmap(pillow_worker,
+                             [(images, num_images, seed) for seed in range(num_cores)])
+    return {key: sum(rate[key] for rate in rates) for key in rates[0]}
 
 
 def measure(kind: str, data_dir: str, *, num_cores: int, batch_size: int, num_batches: int,
             warmup_batches: int,
-            shuffle_buffer: int = input_pipeline.DEFAULT_SHUFFLE_BUFFER) -> float:
-    """Images/s of one `kind` (see KINDS) in this process."""
+            shuffle_buffer: int = input_pipeline.DEFAULT_SHUFFLE_BUFFER) -> dict:
+    """{"images_per_second", "images_per_cpu_second"} of one `kind` (see KINDS), in this process."""
     if kind == "pillow":
         return measure_pillow(data_dir, num_images=batch_size * num_batches, num_cores=num_cores)
     return measure_tf(kind, data_dir, batch_size=batch_size, num_batches=num_batches,
@@ -197,52 +207,60 @@ def _worker_command(kind: str, num_cores: int, worker_args: List[str], pin: bool
 
 
 def run_in_subprocess(kind: str, num_cores: int, worker_args: List[str], *, pin: bool,
-                      timeout: float = 900) -> float:
-    """Runs one measurement in a fresh (pinned) process; returns its images/s."""
+                      timeout: float = 900) -> dict:
+    """Runs one measurement in a fresh (pinned) process; returns its rates."""
     command = _worker_command(kind, num_cores, worker_args, pin)
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     for line in reversed(result.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return float(json.loads(line[len(RESULT_PREFIX):])["images_per_second"])
+            return json.loads(line[len(RESULT_PREFIX):])
     raise RuntimeError(f"benchmark worker {' '.join(command)} failed (exit {result.returncode}):\n"
                        f"{result.stderr[-2000:]}")
 
 
 def run_benchmark(kinds, cores, *, num_runs: int, worker_args: List[str], pin: bool,
                   log=print) -> dict:
-    """Median images/s for every (kind, cores), runs interleaved so load hits all alike.
+    """Median rates for every (kind, cores); runs interleaved so load hits all alike.
 
     Returns:
-      {(kind, num_cores): {"median": images/s, "runs": [...], "per_core": images/s/core}}.
+      {(kind, num_cores): {"wall": median images/s, "cpu": median images per CPU
+      second, "runs": [rates of each run]}}.
     """
     runs = {(kind, num_cores): [] for kind in kinds for num_cores in cores}
     for run in range(num_runs):
         for kind, num_cores in runs:
-            value = run_in_subprocess(kind, num_cores, worker_args, pin=pin)
-            runs[(kind, num_cores)].append(value)
-            log(f"run {run + 1}/{num_runs} {kind:7s} cores={num_cores}: {value:8.1f} images/s")
-    return {key: {"runs": values, "median": float(np.median(values)),
-                  "per_core": float(np.median(values)) / key[1]}
+            rates = run_in_subprocess(kind, num_cores, worker_args, pin=pin)
+            runs[(kind, num_cores)].append(rates)
+            log(f"run {run + 1}/{num_runs} {kind:12s} cores={num_cores}: "
+                f"{rates['images_per_second']:8.1f} images/s, "
+                f"{rates['images_per_cpu_second']:8.1f} images per CPU second")
+    return {key: {"runs": values,
+                  "wall": float(np.median([r["images_per_second"] for r in values])),
+                  "cpu": float(np.median([r["images_per_cpu_second"] for r in values]))}
             for key, values in runs.items()}
 
 
 def format_report(results: dict, kinds, cores) -> str:
     """A Markdown table of the medians plus the issue's ratios."""
-    lines = ["| pipeline | " + " | ".join(f"{c} core(s): images/s (per core)" for c in cores) + " |",
-             "|---|" + "---|" * len(cores)]
+    header = " | ".join(f"{c} core(s): images/s wall (per core)" for c in cores)
+    lines = [f"| pipeline | {header} | images per CPU-second |",
+             "|---|" + "---|" * (len(cores) + 1)]
     for kind in kinds:
-        cells = [f"{results[(kind, c)]['median']:.0f} ({results[(kind, c)]['per_core']:.0f})"
+        cells = [f"{results[(kind, c)]['wall']:.0f} ({results[(kind, c)]['wall'] / c:.0f})"
                  for c in cores]
-        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
-    for c in cores:
-        def median(kind):
-            return results[(kind, c)]["median"] if (kind, c) in results else float("nan")
-        if "train" in kinds and "decode" in kinds:
-            lines.append(f"- {c} core(s): train / decode = {median('train') / median('decode'):.2f}")
-        if "train" in kinds and "pillow" in kinds:
-            lines.append(f"- {c} core(s): train / pillow = {median('train') / median('pillow'):.2f}")
+        cpu = results[(kind, cores[0])]["cpu"]
+        lines.append(f"| {kind} | " + " | ".join(cells) + f" | {cpu:.0f} |")
+    for measure in ("wall", "cpu"):
+        for c in cores if measure == "wall" else cores[:1]:
+            def rate(kind):
+                return results[(kind, c)][measure] if (kind, c) in results else float("nan")
+            for kind, base in (("train", "decode"), ("train_device", "decode"),
+                               ("train", "pillow")):
+                if kind in kinds and base in kinds:
+                    lines.append(f"- {measure}, {c} core(s): {kind} / {base} = "
+                                 f"{rate(kind) / rate(base):.2f}")
     if len(cores) > 1:
         for kind in kinds:
-            ratio = results[(kind, cores[-1])]["median"] / results[(kind, cores[0])]["median"]
-            lines.append(f"- {kind}: {cores[-1]} cores / {cores[0]} core = {ratio:.2f}x")
+            ratio = results[(kind, cores[-1])]["wall"] / results[(kind, cores[0])]["wall"]
+            lines.append(f"- {kind}: {cores[-1]} cores / {cores[0]} core (wall) = {ratio:.2f}x")
     return "\n".join(lines)

@@ -42,7 +42,7 @@ def _run_input_worker() -> None:
                                 batch_size=FLAGS.batch_size, num_batches=FLAGS.num_batches,
                                 warmup_batches=FLAGS.warmup_batches,
                                 shuffle_buffer=FLAGS.shuffle_buffer)
-    print(bench_input.RESULT_PREFIX + json.dumps({"images_per_second": value}), flush=True)
+    print(bench_input.RESULT_PREFIX + json.dumps(value), flush=True)
 
 
 def run_input() -> None:
