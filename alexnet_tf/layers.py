@@ -8,6 +8,7 @@ Neural Networks", NIPS 2012:
   * `GroupedConv2D` (section 3.2, figure 2): the two-tower convolution whose groups
     only see their own tower's channels, optionally one device per group.
   * `GroupedMaxPooling2D`: max pooling that keeps each tower on its own device.
+  * `FullyConnected`: `keras.layers.Dense` with a faster input gradient on CPU.
 """
 
 from typing import Optional, Sequence
@@ -431,3 +432,43 @@ class GroupedMaxPooling2D(keras.layers.Layer):
                       padding=self.pool.padding, groups=self.groups,
                       devices=list(self.devices) if self.devices else None)
         return config
+
+
+def _matmul_with_fast_input_gradient(inputs, kernel):
+    """inputs (b, in) @ kernel (in, out), whose input gradient avoids g @ kernel^T.
+
+    TensorFlow differentiates x @ w into dx = g @ w^T. On CPU (oneDNN, float32) that
+    product with a wide transposed w runs about 5x slower than the forward product: fc6's
+    (32, 4096) @ (4096, 9216) took longer than its forward and weight gradient together.
+    (w @ g^T)^T is the same numbers in the same order of summation, at the forward's rate.
+    """
+    @tf.custom_gradient
+    def matmul(x, w):
+        def gradient(upstream):  # upstream (b, out)
+            # (in, out) @ (out, b) -> (in, b) -> (b, in)
+            input_gradient = tf.transpose(tf.linalg.matmul(w, upstream, transpose_b=True))
+            return input_gradient, tf.linalg.matmul(x, upstream, transpose_a=True)
+        return tf.linalg.matmul(x, w), gradient
+
+    return matmul(inputs, kernel)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FullyConnected(keras.layers.Dense):
+    """`keras.layers.Dense` with the same weights and outputs and a faster backward pass.
+
+    For 2-D inputs the input gradient is computed as (kernel @ g^T)^T instead of
+    g @ kernel^T (see `_matmul_with_fast_input_gradient`); everything else, including
+    the variables, their names and `get_config`, is `keras.layers.Dense`'s, so checkpoints
+    of either load into the other. Other ranks fall back to `Dense.call`.
+    """
+
+    def call(self, inputs, training=None):
+        if len(inputs.shape) != 2:
+            return super().call(inputs, training=training)
+        outputs = _matmul_with_fast_input_gradient(inputs, ops.cast(self.kernel, inputs.dtype))
+        if self.bias is not None:
+            outputs = ops.add(outputs, self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs

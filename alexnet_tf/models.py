@@ -13,8 +13,8 @@ from typing import Optional, Sequence
 
 import keras
 
-from alexnet_tf.layers import (LRN_CONVENTIONS, GroupedConv2D, GroupedMaxPooling2D,
-                               LocalResponseNormalization)
+from alexnet_tf.layers import (LRN_CONVENTIONS, FullyConnected, GroupedConv2D,
+                               GroupedMaxPooling2D, LocalResponseNormalization)
 
 ALEXNET_VARIANTS = ("paper", "one_tower")
 # The paper's initialisation (section 5): weights N(0, 0.01); biases 1 in conv2, conv4,
@@ -92,12 +92,12 @@ def _classifier(x, widths, num_classes, dropout_rate, bias_one=True):
     x = keras.layers.Flatten(name="flatten")(x)  # (batch, 6*6*256) at full size
     for index, width in ((6, widths[5]), (7, widths[6])):
         name = f"fc{index}"
-        x = keras.layers.Dense(width, activation="relu", name=name,
-                               **_init_args(name, bias_one))(x)
+        x = FullyConnected(width, activation="relu", name=name,
+                           **_init_args(name, bias_one))(x)
         x = keras.layers.Dropout(dropout_rate, name=f"dropout{index}")(x)
     # dtype float32: the logits (and so the loss) stay float32 under mixed precision.
-    return keras.layers.Dense(num_classes, name="fc8", dtype="float32",
-                              **_init_args("fc8", bias_one))(x)
+    return FullyConnected(num_classes, name="fc8", dtype="float32",
+                          **_init_args("fc8", bias_one))(x)
 
 
 def _lrn(name, use_lrn, lrn_convention, groups=1, devices=None):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.layers import GroupedConv2D, GroupedMaxPooling2D, LocalResponseNormalization
+from alexnet_tf.layers import (FullyConnected, GroupedConv2D, GroupedMaxPooling2D,
+                               LocalResponseNormalization)
 
 
 def numpy_lrn(x, size, k, alpha, beta, convention="paper", groups=1):
@@ -305,3 +306,27 @@ def test_grouped_max_pooling_bad_arguments():
         GroupedMaxPooling2D(devices=["/CPU:0", "/CPU:1", "/CPU:1"])
     with pytest.raises(ValueError, match=r"divisible by groups=2.*\(1, 5, 5, 3\)"):
         GroupedMaxPooling2D(groups=2)(np.zeros((1, 5, 5, 3), np.float32))
+
+
+# ----------------------------------------------------------------------------- FullyConnected
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_fully_connected_equals_dense_forward_and_backward(dtype):
+    """Same outputs and gradients as keras.layers.Dense (issue 8's faster input gradient)."""
+    x = tf.constant(np.random.RandomState(8).normal(0, 1, (4, 12)).astype(np.float32))
+    ours = FullyConnected(6, activation="relu", dtype=dtype)
+    dense = keras.layers.Dense(6, activation="relu", dtype=dtype)
+    ours.build(x.shape)
+    dense.build(x.shape)
+    dense.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, dense):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x)
+            loss = tf.reduce_sum(tf.cast(out, tf.float32) ** 2)
+        grads = tape.gradient(loss, [x] + layer.trainable_variables)
+        results.append([np.asarray(v, np.float32) for v in [out] + grads])
+    assert results[0][0].dtype == np.float32 and ours(x).dtype == dense(x).dtype
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
