@@ -26,6 +26,7 @@ SCHEDULES = ("plateau", "step")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("fp32", "mixed_float16", "mixed_bfloat16")
 MEAN_MODES = preprocessing.MEAN_MODES
+OPTIMIZERS = ("paper_sgd", "adam")
 LR_SCALINGS = optimizer.LR_SCALINGS
 COMMUNICATIONS = cluster.COMMUNICATIONS
 
@@ -76,6 +77,9 @@ class TrainConfig:
     batch_size: int = _field(128, "Global batch size (split across replicas).")
     num_epochs: int = _field(90, "Epochs to train.")
     learning_rate: float = _field(0.01, "Initial learning rate.")
+    optimizer: str = _field("paper_sgd", "paper_sgd: the paper's update (momentum, weight "
+                            "decay inside it); adam: Keras Adam, no weight decay (a "
+                            "departure, used by the CPU demo only).", choices=OPTIMIZERS)
     momentum: float = _field(0.9, "Momentum of the paper's SGD.")
     weight_decay: float = _field(0.0005, "Weight decay, inside the momentum as in the paper.")
     lr_schedule: str = _field("plateau", "plateau: divide when validation error stops "
@@ -133,7 +137,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting and what was expected."""
-        for name, choices in (("model", MODELS), ("variant", VARIANTS),
+        for name, choices in (("model", MODELS), ("optimizer", OPTIMIZERS), ("variant", VARIANTS),
                               ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS), ("mean_mode", MEAN_MODES),
                               ("lr_scaling", LR_SCALINGS), ("communication", COMMUNICATIONS)):

@@ -70,9 +70,13 @@ def _build_model(config: config_lib.TrainConfig):
 
 
 def _make_optimizer(config: config_lib.TrainConfig):
-    optimizer = optimizer_lib.PaperSGD(learning_rate=config.learning_rate,
-                                       momentum=config.momentum,
-                                       weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        # Not the paper: see flags/demo.cfg for why the CPU demo uses it.
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    else:
+        optimizer = optimizer_lib.PaperSGD(learning_rate=config.learning_rate,
+                                           momentum=config.momentum,
+                                           weight_decay=config.weight_decay)
     if config.precision == "mixed_float16":
         # Dynamic loss scaling keeps small float16 gradients from flushing to zero.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -347,9 +351,57 @@ class _Run:
         return dict(results, preempted=False, history=self.history)
 
 
+def _input_context(strategy):
+    """One input pipeline per worker, yielding the worker's share of the global batch."""
+    workers = distribute.num_workers(strategy)
+    if workers == 1:
+        return None
+    task_id = strategy.cluster_resolver.task_id or 0
+    # num_replicas_in_sync=workers: the "per replica" batch is the per-worker batch,
+    # which the train step slices further per local replica.
+    return tf.distribute.InputContext(num_input_pipelines=workers, input_pipeline_id=task_id,
+                                      num_replicas_in_sync=workers)
+
+
+def _num_train_examples(data_dir: str) -> int:
+    path = os.path.join(data_dir, schema.MANIFEST_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path!r} not found: --data_dir must be the output of "
+                                "tools/convert_imagenet.py")
+    with open(path) as f:
+        return int(json.load(f)["splits"][schema.TRAIN]["num_images"])
+
+
 def make_datasets(config: config_lib.TrainConfig, strategy) -> Datasets:
     """The training and validation data of `config` through the project's input pipeline."""
-    raise NotImplementedError("input pipeline integration pending")
+    from alexnet_tf import input_pipeline  # Local import: tests may bring their own data.
+    from alexnet_tf import stats as stats_lib
+    context = _input_context(strategy)
+    if config.synthetic_data:
+        num_classes = config.num_classes or 1000
+        synthetic = input_pipeline.synthetic_dataset(
+                global_batch_size=config.batch_size, crop_size=config.input_size,
+                num_classes=num_classes, seed=config.seed, input_context=context)
+        return Datasets(train=synthetic, validation=lambda: synthetic.take(1),
+                        num_train_examples=config.batch_size * (config.steps_per_epoch or 100),
+                        num_classes=num_classes)
+    num_classes = input_pipeline.read_num_classes(config.data_dir) or config.num_classes
+    if not num_classes:
+        raise ValueError(f"no {schema.LABELS_FILE} in {config.data_dir!r}: set --num_classes")
+    stats_path = config.stats_path or None
+    if stats_path is None and os.path.exists(os.path.join(config.data_dir, schema.STATS_FILE)):
+        stats_path = os.path.join(config.data_dir, schema.STATS_FILE)
+    common = dict(global_batch_size=config.batch_size, seed=config.seed,
+                  stats=stats_lib.load_stats(stats_path), crop_size=config.input_size,
+                  resize_size=config.resize_size, mean_mode=config.mean_mode,
+                  num_classes=num_classes, input_context=context)
+    train = input_pipeline.build_dataset(config.data_dir, schema.TRAIN, training=True, **common)
+    return Datasets(
+            train=train,
+            validation=lambda: input_pipeline.build_dataset(
+                    config.data_dir, schema.VALIDATION, training=False, **common),
+            num_train_examples=_num_train_examples(config.data_dir), num_classes=num_classes,
+            labels_file=os.path.join(config.data_dir, schema.LABELS_FILE))
 
 
 def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
