@@ -16,10 +16,13 @@ usual convention, which gives about 4.3 GFLOP per 224x224 image for the paper's 
 import contextlib
 import dataclasses
 import datetime
+import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -247,7 +250,7 @@ def make_model_runner(spec: ModelSpec, mode: str, batch_size: int, steps_per_run
 
 def benchmark(spec: ModelSpec, mode: str = "train", batch_size: int = 32, num_runs: int = 5,
               steps_per_run: int = 5, num_warmup: int = 3, matmul_dtypes=("float32", "bfloat16"),
-              device: Optional[str] = None) -> Result:
+              device: Optional[str] = None, matmul_size: int = MATMUL_SIZE) -> Result:
     """Measures one configuration, interleaving each model run with a matmul run.
 
     Args:
@@ -260,14 +263,19 @@ def benchmark(spec: ModelSpec, mode: str = "train", batch_size: int = 32, num_ru
       matmul_dtypes: matmul rates measured between the runs ("float32", "bfloat16");
         empty to skip.
       device: optional device name ("/GPU:0"); default: TensorFlow's choice.
+      matmul_size: side of the square matrices of the matmul rate.
 
     Returns:
       A `Result`.
+
+    Raises:
+      ValueError: num_runs < 1, or an argument `make_model_runner` rejects.
     """
     if num_runs < 1:
         raise ValueError(f"num_runs must be >= 1, received {num_runs!r}")
     with tf.device(device) if device else contextlib.nullcontext():
-        matmuls = {_DTYPE_KEYS[dtype]: make_matmul_runner(dtype) for dtype in matmul_dtypes}
+        matmuls = {_DTYPE_KEYS[dtype]: make_matmul_runner(dtype, matmul_size)
+                   for dtype in matmul_dtypes}
     run, gflop_per_image = make_model_runner(spec, mode, batch_size, steps_per_run,
                                              num_warmup, device)
     rates = {key: [] for key in matmuls}
@@ -307,3 +315,81 @@ def format_table(results: Sequence[Result], command: str = "") -> str:
                      f"{r.achieved_gflops:.0f} | {matmul} | {r.fraction_of_matmul:.0%} | "
                      f"{r.peak_memory_mb:.0f} |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ one row per process
+
+RESULT_PREFIX = "BENCH_MODEL_RESULT "
+
+
+def result_to_json(result: Result) -> str:
+    return json.dumps(dataclasses.asdict(result))
+
+
+def result_from_json(text: str) -> Result:
+    fields = json.loads(text)
+    fields["spec"] = ModelSpec(**fields["spec"])
+    return Result(**fields)
+
+
+def benchmark_in_subprocess(spec: ModelSpec, mode: str, batch_size: int, timeout: float,
+                            **kwargs) -> Result:
+    """Runs `benchmark` in a fresh `python -m alexnet_tf.benchmark model` process.
+
+    A fresh process per row makes the peak memory that row's own (VmHWM never goes
+    down) and keeps a previous row's threads and caches out of the measurement.
+
+    Args:
+      spec, mode, batch_size, **kwargs: as for `benchmark` (num_runs, steps_per_run,
+        num_warmup, device).
+      timeout: seconds before the process is killed.
+
+    Raises:
+      RuntimeError: the process failed or printed no result.
+    """
+    request = dict(spec=dataclasses.asdict(spec), mode=mode, batch_size=batch_size, **kwargs)
+    command = [sys.executable, "-m", "alexnet_tf.benchmark", "model",
+               "--model_worker=" + json.dumps(request)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return result_from_json(line[len(RESULT_PREFIX):])
+    raise RuntimeError(f"benchmark process failed (exit {done.returncode}) for {request}:\n"
+                       f"{done.stderr[-3000:]}")
+
+
+def run_worker(request_json: str) -> None:
+    """The `--model_worker` side of `benchmark_in_subprocess`: prints one result line."""
+    request = json.loads(request_json)
+    request["spec"] = ModelSpec(**request["spec"])
+    print(RESULT_PREFIX + result_to_json(benchmark(**request)), flush=True)
+
+
+# ------------------------------------------------------------------ loss-curve parity
+
+def loss_curve(spec: ModelSpec, num_steps: int, batch_size: int, num_batches: int = 4,
+               learning_rate: float = 0.01, seed: int = 0) -> List[float]:
+    """Training losses of `num_steps` steps on a fixed synthetic set, from fixed weights.
+
+    The weights (keras.utils.set_random_seed(seed)) and the data are the same for every
+    precision, so two curves differ only by arithmetic; dropout masks are drawn from the
+    same seed unless `seed` is not 0. Comparing fp32 with bf16 against fp32 with another
+    dropout seed shows whether bf16's difference is within the run-to-run noise.
+    """
+    with dtype_policy(spec.precision):
+        keras.utils.set_random_seed(0)
+        model = models.build_model(**spec.build_kwargs())
+        if seed:  # another dropout seed, the same initial weights
+            initial_weights = model.get_weights()
+            keras.utils.set_random_seed(seed)
+            model = models.build_model(**spec.build_kwargs())
+            model.set_weights(initial_weights)
+    images, labels = _synthetic_batch(batch_size * num_batches, spec.input_size,
+                                      min(spec.num_classes, 10))
+    step = make_train_step(model, PaperSGD(learning_rate=learning_rate), spec.jit_compile)
+    losses = []
+    for index in range(num_steps):
+        start = (index % num_batches) * batch_size
+        losses.append(float(step(images[start:start + batch_size],
+                                 labels[start:start + batch_size])))
+    return losses

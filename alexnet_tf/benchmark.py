@@ -8,18 +8,29 @@ Commands:
             python -m alexnet_tf.benchmark input --data_dir=/data/imagenet_tfrecords
             python -m alexnet_tf.benchmark input --make_images=2048   # generated records
 
+  model   training and inference images/s of a network on synthetic data, the achieved
+          GFLOP/s and its fraction of this machine's matmul rate measured in the same run,
+          the peak memory of each row's process (see alexnet_tf/bench_model.py):
+
+            python -m alexnet_tf.benchmark model --precisions=fp32,mixed_bfloat16 \
+                --train_batch_sizes=32,128 --inference_batch_sizes=1,128 --num_runs=5
+            python -m alexnet_tf.benchmark model --precisions=fp32,mixed_bfloat16 \
+                --modes= --loss_curve_steps=30 --train_batch_sizes=32   # bf16 loss parity
+
 To add a command, write its logic in its own module (e.g. bench_model.py) and add a
 small function to COMMANDS below.
 """
 
 import json
 import os
+import sys
 import tempfile
 
 from absl import app
 from absl import flags
 
 from alexnet_tf import bench_input
+from alexnet_tf import bench_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Directory of converted TFRecords (train-* shards). "
@@ -34,6 +45,25 @@ flags.DEFINE_list("cores", ["1", "2"], "Core counts to measure (each run pinned 
 flags.DEFINE_list("kinds", list(bench_input.KINDS), "Which pipelines: decode, train, pillow.")
 flags.DEFINE_bool("pin", True, "Pin each measurement process to its cores with taskset.")
 flags.DEFINE_string("worker", None, "Internal: KIND:CORES, run one measurement and print it.")
+# The model command (bench_model.py).
+flags.DEFINE_string("model_name", "alexnet", "Model builder: alexnet or zfnet.")
+flags.DEFINE_string("variant", "paper", "AlexNet variant: paper or one_tower.")
+flags.DEFINE_list("precisions", ["fp32"], "Any of fp32, mixed_bfloat16, mixed_float16.")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward (or inference) step.")
+flags.DEFINE_list("modes", ["train", "inference"], "train and/or inference.")
+flags.DEFINE_list("train_batch_sizes", ["32", "128"], "Batch sizes of the training rows.")
+flags.DEFINE_list("inference_batch_sizes", ["1", "128"], "Batch sizes of the inference rows.")
+flags.DEFINE_integer("steps_per_run", 5, "Steps per timed model run (x10 at batch 1).")
+flags.DEFINE_integer("model_warmup", 3, "Untimed model steps before the first run.")
+flags.DEFINE_integer("input_size", 224, "Image side S of the (S, S, 3) input.")
+flags.DEFINE_integer("num_classes", 1000, "Number of logits.")
+flags.DEFINE_float("width_multiplier", 1.0, "Scales every width (1.0 is the paper).")
+flags.DEFINE_string("device", None, "Device for the model, e.g. /GPU:0 (default: TF's choice).")
+flags.DEFINE_bool("isolate", True, "Measure each row in its own process (own peak memory).")
+flags.DEFINE_integer("row_timeout", 7200, "Seconds before an isolated row is killed.")
+flags.DEFINE_integer("loss_curve_steps", 0, "If > 0, also train this many steps in each "
+                     "precision from the same weights and data and compare the losses.")
+flags.DEFINE_string("model_worker", None, "Internal: one model row as JSON.")
 
 
 def _run_input_worker() -> None:
@@ -70,7 +100,73 @@ def run_input() -> None:
     print(bench_input.format_report(results, FLAGS.kinds, cores))
 
 
-COMMANDS = {"input": run_input}
+def _model_spec(precision: str) -> bench_model.ModelSpec:
+    return bench_model.ModelSpec(name=FLAGS.model_name, variant=FLAGS.variant,
+                                 num_classes=FLAGS.num_classes, input_size=FLAGS.input_size,
+                                 width_multiplier=FLAGS.width_multiplier, precision=precision,
+                                 jit_compile=FLAGS.jit_compile)
+
+
+def _model_rows():
+    """(spec, mode, batch size, steps per run) for every requested row."""
+    rows = []
+    for precision in FLAGS.precisions:
+        spec = _model_spec(precision)
+        for mode in FLAGS.modes:
+            sizes = FLAGS.train_batch_sizes if mode == "train" else FLAGS.inference_batch_sizes
+            for batch_size in (int(size) for size in sizes):
+                steps = FLAGS.steps_per_run * (10 if batch_size == 1 else 1)
+                rows.append((spec, mode, batch_size, steps))
+    return rows
+
+
+def _print_loss_curves() -> None:
+    """Losses of each precision and of fp32 with other dropout masks, step by step."""
+    batch_size = int(FLAGS.train_batch_sizes[0])
+    curves = {precision: bench_model.loss_curve(_model_spec(precision), FLAGS.loss_curve_steps,
+                                                batch_size)
+              for precision in dict.fromkeys(["fp32"] + FLAGS.precisions)}
+    noise = bench_model.loss_curve(_model_spec("fp32"), FLAGS.loss_curve_steps, batch_size,
+                                   seed=1)
+    baseline = curves["fp32"]
+    print(f"\nloss curves, batch {batch_size}, same weights and data; 'fp32 seed 1' "
+          f"differs only by its dropout masks (the noise):")
+    print("| step | " + " | ".join(curves) + " | fp32 seed 1 |")
+    print("|---" * (len(curves) + 2) + "|")
+    for index in range(FLAGS.loss_curve_steps):
+        print(f"| {index + 1} | " + " | ".join(f"{c[index]:.4f}" for c in curves.values())
+              + f" | {noise[index]:.4f} |")
+    for precision, curve in curves.items():
+        gap = max(abs(a - b) for a, b in zip(curve, baseline))
+        print(f"max |{precision} - fp32| = {gap:.4f}")
+    print(f"max |fp32 seed 1 - fp32| = {max(abs(a - b) for a, b in zip(noise, baseline)):.4f}")
+
+
+def run_model() -> None:
+    """The `model` command."""
+    if FLAGS.model_worker:
+        bench_model.run_worker(FLAGS.model_worker)
+        return
+    rows = _model_rows()  # empty with --modes= (only the loss curves)
+    options = dict(num_runs=FLAGS.num_runs, num_warmup=FLAGS.model_warmup, device=FLAGS.device)
+    results = []
+    for spec, mode, batch_size, steps in rows:
+        if FLAGS.isolate:
+            result = bench_model.benchmark_in_subprocess(
+                spec, mode, batch_size, FLAGS.row_timeout, steps_per_run=steps, **options)
+        else:
+            result = bench_model.benchmark(spec, mode, batch_size, steps_per_run=steps,
+                                           **options)
+        results.append(result)
+        print(bench_model.format_table([result]).splitlines()[-1], flush=True)
+    if results:
+        command = "python -m alexnet_tf.benchmark " + " ".join(sys.argv[1:])
+        print("\n" + bench_model.format_table(results, command=command))
+    if FLAGS.loss_curve_steps > 0:
+        _print_loss_curves()
+
+
+COMMANDS = {"input": run_input, "model": run_model}
 
 
 def main(argv):
