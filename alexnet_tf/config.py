@@ -137,7 +137,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting and what was expected."""
-        for name, choices in (("model", MODELS), ("optimizer", OPTIMIZERS), ("variant", VARIANTS),
+        for name, choices in (("model", MODELS), ("optimizer", OPTIMIZERS),
+                              ("variant", VARIANTS),
                               ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS), ("mean_mode", MEAN_MODES),
                               ("lr_scaling", LR_SCALINGS), ("communication", COMMUNICATIONS)):
@@ -192,7 +193,11 @@ class TrainConfig:
         return spec
 
     def to_dict(self) -> dict:
-        """JSON-able dict of every field (tuples become lists) plus the "model" spec."""
+        """JSON-able dict of every field (tuples become lists); "model" holds the model spec.
+
+        The spec (model_dir.py's contract) takes the place of the `model` name field,
+        which it contains as "name".
+        """
         values = {f.name: (list(v) if isinstance(v, tuple) else v)
                   for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
         # None (not "") so readers of config.json fall back to data_dir or the defaults.
@@ -204,6 +209,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         """Inverse of `to_dict` (unknown keys, like "model", are ignored)."""
+        values = dict(values)
+        if isinstance(values.get("model"), dict):  # The spec replaced the name (to_dict).
+            values["model"] = values["model"]["name"]
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in values:
