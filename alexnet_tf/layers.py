@@ -314,13 +314,16 @@ class GroupedConv2D(keras.layers.Layer):
     def call(self, inputs):
         if not self.split_input and not self.devices:
             return self._fused_call(inputs)
-        outputs = []
-        for group, conv in enumerate(self.group_convs):
-            if self.devices:
+        if self.devices:
+            outputs = []
+            for group, conv in enumerate(self.group_convs):
                 with tf.device(self.devices[group]):
                     outputs.append(conv(self._group_slice(inputs, group)))
-            else:
-                outputs.append(conv(self._group_slice(inputs, group)))
+        else:
+            # One split rather than a slice per group: its gradient is a single concat,
+            # where slices' gradients are zero-padded full-size tensors summed together.
+            parts = ops.split(inputs, self.groups, axis=self._channel_axis)
+            outputs = [conv(part) for conv, part in zip(self.group_convs, parts)]
         return ops.concatenate(outputs, axis=self._channel_axis)
 
     def _fused_call(self, inputs):
