@@ -29,10 +29,15 @@ from alexnet_tf import model_dir as model_dir_lib
 
 
 def make_checkpoint(*, model, optimizer, step, epoch, lr_schedule, iterator) -> tf.train.Checkpoint:
-    """Returns the run's tf.train.Checkpoint (see the module docstring for its keys)."""
+    """Returns the run's tf.train.Checkpoint (see the module docstring for its keys).
+
+    `iterator` may be None: a multi-worker run saves each worker's iterator separately
+    (cluster.WorkerIteratorCheckpoint), and a tf.data service iterator cannot be saved.
+    """
+    extra = {} if iterator is None else dict(iterator=iterator)
     return tf.train.Checkpoint(model=model, model_variables=list(model.variables),
                                optimizer=optimizer, step=step, epoch=epoch,
-                               lr_schedule=lr_schedule, iterator=iterator)
+                               lr_schedule=lr_schedule, **extra)
 
 
 def make_manager(checkpoint: tf.train.Checkpoint, directory: str,

@@ -298,22 +298,26 @@ class WorkerIteratorCheckpoint:
         return path
 
 
-def lockstep_batches(dataset, strategy):
+def lockstep_batches(dataset, strategy, padding):
     """Yields `dataset`'s elements so that every worker yields equally many.
 
     A step that ends in a collective (e.g. metrics summed over workers) must run on
     every worker. When the workers' shards hold different numbers of batches, a worker
-    that is done yields empty batches (leading dimension 0) until every worker is done.
-    With one worker the dataset passes through unchanged, at no cost.
+    that is done yields `padding` until every worker is done. With one worker the
+    dataset passes through unchanged, at no cost.
+
+    Args:
+      dataset: this worker's batches.
+      strategy: the tf.distribute strategy.
+      padding: an element the step ignores, e.g. one image labelled -1. (Not an empty
+        batch: TensorFlow's grouped convolutions reject a batch of 0 on CPU.)
     """
     if task_of_strategy(strategy).num_workers == 1:
         yield from dataset
         return
-    empty = tf.nest.map_structure(lambda spec: tf.zeros([0, *spec.shape[1:]], spec.dtype),
-                                  dataset.element_spec)
     iterator = iter(dataset)
     while True:
         element = next(iterator, None)
         if not any_worker(strategy, element is not None):
             return
-        yield empty if element is None else element
+        yield padding if element is None else element

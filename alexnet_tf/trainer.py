@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import checkpointing
+from alexnet_tf import cluster
 from alexnet_tf import config as config_lib
 from alexnet_tf import distribute
 from alexnet_tf import evaluation
@@ -127,7 +128,7 @@ def _make_eval_step(model, strategy, num_local_replicas: int):
         top1, top5 = evaluation.count_correct(logits, labels, k=5)
         return loss_sum, top1, top5, tf.reduce_sum(tf.cast(valid, tf.int32))
 
-    @tf.function
+    @tf.function(reduce_retracing=True)  # The last batch is usually shorter.
     def eval_step(images, labels):
         labels = tf.cast(labels, tf.int32)
         # Pad the (possibly short) last batch so it splits evenly across replicas.
@@ -141,12 +142,23 @@ def _make_eval_step(model, strategy, num_local_replicas: int):
     return eval_step
 
 
-def evaluate(eval_step, dataset: tf.data.Dataset, max_batches: int = 0) -> dict:
-    """Top-1/top-5 error and mean loss over `dataset` (the first `max_batches` if > 0)."""
+def evaluate(eval_step, dataset: tf.data.Dataset, max_batches: int = 0,
+             strategy=None) -> dict:
+    """Top-1/top-5 error and mean loss over `dataset` (the first `max_batches` if > 0).
+
+    With a multi-worker `strategy` each worker passes its own shard; the counts are
+    summed over workers, and workers run equally many steps (cluster.lockstep_batches).
+    """
     counts = evaluation.Counts()
     loss_sum = 0.0
     if max_batches:
         dataset = dataset.take(max_batches)
+    if strategy is not None:
+        # A worker whose shard is done feeds one row labelled -1 (ignored) until all are.
+        images_spec, labels_spec = dataset.element_spec
+        padding = (tf.zeros([1, *images_spec.shape[1:]], images_spec.dtype),
+                   tf.constant([-1], labels_spec.dtype))
+        dataset = cluster.lockstep_batches(dataset, strategy, padding)
     for images, labels in dataset:
         loss, top1, top5, count = eval_step(images, labels)
         counts.add(int(count), int(top1), int(top5))
@@ -214,16 +226,30 @@ class _Run:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.schedule = optimizer_lib.make_schedule(
-                config.lr_schedule, initial_learning_rate=config.learning_rate,
+                config.lr_schedule, initial_learning_rate=optimizer_lib.scaled_learning_rate(
+                        config.learning_rate, config.batch_size, config.lr_base_batch_size,
+                        config.lr_scaling),
                 factor=config.lr_factor, patience=config.lr_patience,
                 max_reductions=config.lr_max_reductions, min_delta=config.lr_min_delta,
                 boundaries=config.lr_boundaries)
         self.iterator = iter(datasets.train)
+        self.task = cluster.task_of_strategy(strategy)
+        # Several workers: each saves its own input position (WorkerIteratorCheckpoint);
+        # an iterator over the tf.data service cannot be saved at all.
+        own_iterators = self.task.is_multi_worker and not config.data_service
+        shared_iterator = None if own_iterators or config.data_service else self.iterator
         self.checkpoint = checkpointing.make_checkpoint(
                 model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
-                lr_schedule=self.schedule, iterator=self.iterator)
+                lr_schedule=self.schedule, iterator=shared_iterator)
+        # Every worker joins each save (a collective); only the chief's copy is kept.
+        self.checkpoint_dir = model_dir_lib.checkpoint_dir(model_dir)
+        self.write_dir = cluster.write_dir(self.checkpoint_dir, self.task)
         self.manager = checkpointing.make_manager(
-                self.checkpoint, model_dir_lib.checkpoint_dir(model_dir), config.keep_checkpoints)
+                self.checkpoint, self.write_dir, config.keep_checkpoints if chief else 1)
+        self.iterator_checkpoint = (cluster.WorkerIteratorCheckpoint(
+                self.iterator, self.checkpoint_dir, self.task, config.keep_checkpoints + 1)
+                if own_iterators else None)
+        self.last_saved_step = None
         self._restore_or_initialize()
         self.train_step = _make_train_step(self.model, self.optimizer, strategy, config,
                                            self.num_local_replicas)
@@ -233,14 +259,22 @@ class _Run:
 
     def _restore_or_initialize(self):
         config = self.config
-        fresh = self.manager.latest_checkpoint is None
+        fresh = tf.train.latest_checkpoint(model_dir_lib.checkpoint_dir(self.model_dir)) is None
         if fresh and config.init_checkpoint:
             checkpointing.initialize_from(self.model, config.init_checkpoint,
                                           model_dir_lib.build_model)
         checkpointing.freeze_all_but(self.model, config.trainable_layers)
         with self.strategy.scope():
             self.optimizer.build(self.model.trainable_variables)
-        checkpointing.restore_latest(self.checkpoint, self.manager)
+        # Every worker restores the chief's checkpoint (model_dir must be shared).
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        if latest is not None:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            logging.info("Resumed from %s", latest)
+            self.last_saved_step = int(self.step.numpy())
+            if self.iterator_checkpoint is not None:
+                path = self.iterator_checkpoint.restore(self.last_saved_step)
+                logging.info("Restored this worker's input position from %s", path)
 
     def _load_history(self) -> list:
         path = os.path.join(self.model_dir, HISTORY_FILE)
@@ -252,7 +286,13 @@ class _Run:
         return [entry for entry in history if entry["epoch"] <= int(self.epoch.numpy())]
 
     def save(self, step: int) -> str:
+        if self.iterator_checkpoint is not None:
+            self.iterator_checkpoint.save(step)
+            # Barrier: every worker's input position is on disk before the chief's
+            # checkpoint names this step as the latest.
+            cluster.any_worker(self.strategy, True)
         path = self.manager.save(checkpoint_number=step)
+        self.last_saved_step = step
         logging.info("Saved checkpoint %s", path)
         return path
 
@@ -288,7 +328,8 @@ class _Run:
         return results
 
     def validate(self, step: int) -> dict:
-        results = evaluate(self.eval_step, self.datasets.validation(), self.config.eval_steps)
+        results = evaluate(self.eval_step, self.datasets.validation(), self.config.eval_steps,
+                           strategy=self.strategy)
         metrics.write_epoch_summaries(self.writers, step, results, self.model,
                                       self.config.summary_images)
         return results
@@ -297,6 +338,10 @@ class _Run:
         """Runs steps up to `end_step` (or a SIGTERM); returns the new global step."""
         config = self.config
         while step < end_step:
+            if step <= self.warmup_steps:
+                self.optimizer.learning_rate.assign(
+                        self.schedule.learning_rate(epoch) * optimizer_lib.warmup_multiplier(
+                                step, self.warmup_steps, self.warmup_start))
             loss = float(self.train_step(self.iterator))
             step += 1
             self._check_finite(loss, step)
@@ -308,11 +353,21 @@ class _Run:
                     tf.summary.scalar("loss", loss)
                     tf.summary.scalar("learning_rate", learning_rate)
                     tf.summary.scalar("images_per_second", images_per_second)
+            if self.task.is_multi_worker:
+                # Workers must stop at the same step: a SIGTERM seen by one stops all.
+                termination.requested = cluster.any_worker(self.strategy, termination.requested)
             if termination.requested:
                 return step
             if step % config.checkpoint_every_steps == 0 and step < end_step:
                 self.save(step)
         return step
+
+    def _set_warmup(self, steps_per_epoch: int) -> None:
+        """Gradual warm-up (Goyal et al.): from the base rate up to the scaled one."""
+        config = self.config
+        self.warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+        peak = self.schedule.learning_rate(0)
+        self.warmup_start = config.learning_rate / peak if peak > config.learning_rate else 0.0
 
     def train(self, termination) -> dict:
         """The loop over epochs; returns the last validation results and the history."""
@@ -322,6 +377,7 @@ class _Run:
         total_steps = config.num_epochs * steps_per_epoch
         if config.max_steps:
             total_steps = min(total_steps, config.max_steps)
+        self._set_warmup(steps_per_epoch)
         step = int(self.step.numpy())
         progress = metrics.Progress(self.chief and config.progress_bar, config.batch_size)
         results = self.history[-1] if self.history else {}
@@ -345,8 +401,7 @@ class _Run:
         if not results or results.get("step") != step:
             # Stopped mid-epoch (max_steps): validate and save the final state too.
             results = dict(self.validate(step), step=step, epoch=int(self.epoch.numpy()))
-            if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint \
-                    .endswith(f"-{step}"):
+            if self.last_saved_step != step:
                 self.save(step)
         return dict(results, preempted=False, history=self.history)
 
@@ -356,10 +411,10 @@ def _input_context(strategy):
     workers = distribute.num_workers(strategy)
     if workers == 1:
         return None
-    task_id = strategy.cluster_resolver.task_id or 0
     # num_replicas_in_sync=workers: the "per replica" batch is the per-worker batch,
     # which the train step slices further per local replica.
-    return tf.distribute.InputContext(num_input_pipelines=workers, input_pipeline_id=task_id,
+    return tf.distribute.InputContext(num_input_pipelines=workers,
+                                      input_pipeline_id=distribute.worker_rank(strategy),
                                       num_replicas_in_sync=workers)
 
 
@@ -372,7 +427,7 @@ def _num_train_examples(data_dir: str) -> int:
         return int(json.load(f)["splits"][schema.TRAIN]["num_images"])
 
 
-def make_datasets(config: config_lib.TrainConfig, strategy) -> Datasets:
+def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "") -> Datasets:
     """The training and validation data of `config` through the project's input pipeline."""
     from alexnet_tf import input_pipeline  # Local import: tests may bring their own data.
     from alexnet_tf import stats as stats_lib
@@ -395,7 +450,12 @@ def make_datasets(config: config_lib.TrainConfig, strategy) -> Datasets:
                   stats=stats_lib.load_stats(stats_path), crop_size=config.input_size,
                   resize_size=config.resize_size, mean_mode=config.mean_mode,
                   num_classes=num_classes, input_context=context)
-    train = input_pipeline.build_dataset(config.data_dir, schema.TRAIN, training=True, **common)
+    # With the tf.data service the trainers of one run (the same --model_dir, as
+    # typed on every worker) share one job: each batch goes to one of them.
+    service = dict(data_service=config.data_service,
+                   data_service_job=f"alexnet_tf:{model_dir}") if config.data_service else {}
+    train = input_pipeline.build_dataset(config.data_dir, schema.TRAIN, training=True,
+                                         **common, **service)
     return Datasets(
             train=train,
             validation=lambda: input_pipeline.build_dataset(
@@ -425,8 +485,11 @@ def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
     distribute.check_tower_devices(strategy, config.tower_devices)
     chief = distribute.is_chief(strategy)
     if datasets is None:
-        datasets = make_datasets(config, strategy)
+        datasets = make_datasets(config, strategy, model_dir)
     config = _prepare_model_dir(config, model_dir, datasets, chief)
     with _PrecisionPolicy(config.precision), checkpointing.TerminationFlag() as termination:
         run = _Run(config, model_dir, strategy, datasets, chief)
-        return run.train(termination)
+        try:
+            return run.train(termination)
+        finally:
+            cluster.discard_write_dir(run.write_dir, run.checkpoint_dir)

@@ -136,5 +136,5 @@ def test_task_of_a_single_machine_strategy():
 def test_lockstep_batches_pass_through_on_one_worker():
     strategy = tf.distribute.MirroredStrategy(["/CPU:0", "/CPU:1"])
     dataset = tf.data.Dataset.range(7).batch(3)
-    batches = [batch.numpy().tolist() for batch in cluster.lockstep_batches(dataset, strategy)]
+    batches = [batch.numpy().tolist() for batch in cluster.lockstep_batches(dataset, strategy, None)]
     assert batches == [[0, 1, 2], [3, 4, 5], [6]]
