@@ -161,6 +161,15 @@ class TrainConfig:
                              f"{self.lr_base_batch_size!r}, {self.warmup_epochs!r}")
         if self.data_service:
             cluster.parse_service_address(self.data_service, "data_service")
+            if self.synthetic_data:
+                raise ValueError("data_service serves the records of data_dir; it does not "
+                                 "apply to --synthetic_data")
+        if self.strategy == "multi_worker" and self.make_demo_data:
+            # Every worker would convert into the same directory, and the strategy must
+            # start before any other TensorFlow work.
+            raise ValueError("make_demo_data cannot be combined with --strategy=multi_worker: "
+                             "make and convert the data first (tools/make_demo_data.py, "
+                             "tools/convert_imagenet.py), then start the workers")
         if self.lr_schedule == "step" and not self.lr_boundaries:
             raise ValueError("lr_schedule='step' needs lr_boundaries, e.g. 30,60,80")
         if self.tower_devices and (len(self.tower_devices) != 2 or self.model != "alexnet"
