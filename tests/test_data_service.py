@@ -24,10 +24,11 @@ import tensorflow as tf
 
 from alexnet_tf import imagenet_convert
 from alexnet_tf import input_pipeline
+from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import stats as stats_lib
 
 NUM_CLASSES, PER_CLASS, NUM_SHARDS = 3, 5, 4
-CROP, RESIZE = 24, 32
+CROP, RESIZE = 56, 64  # 64: the smallest input of the paper network (the training run)
 START_TIMEOUT = 60  # seconds for a server to come up (TensorFlow import included)
 SERVER_LIFETIME = 240  # seconds: `timeout` kills a server even if the test process dies
 TEST_TIMEOUT = 300  # seconds: the test process dumps its stacks and exits after this
@@ -95,17 +96,18 @@ def _wait_for_line(process, log_path, pattern):
 def data_dir(tmp_path_factory):
     """Tiny JPEGs in ImageNet folder layout, converted by the real converter."""
     root = tmp_path_factory.mktemp("imagenet")
-    for class_index in range(NUM_CLASSES):
-        folder = root / "train" / f"n{class_index:08d}"
-        folder.mkdir(parents=True)
-        for i in range(PER_CLASS):
-            rng = np.random.default_rng(100 * class_index + i)
-            pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(folder / f"img_{class_index}_{i}.JPEG", quality=90)
+    for split, per_class in (("train", PER_CLASS), ("val", 1)):
+        for class_index in range(NUM_CLASSES):
+            folder = root / split / f"n{class_index:08d}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                rng = np.random.default_rng(100 * class_index + i + 50 * (split == "val"))
+                pixels = rng.integers(0, 256, (70, 80, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{split}_{class_index}_{i}.JPEG")
     output = str(tmp_path_factory.mktemp("records"))
     imagenet_convert.convert(imagenet_convert.ConvertOptions(
-            imagenet_dir=str(root), output_dir=output, splits=("train",),
-            train_shards=NUM_SHARDS, resize=RESIZE, show_progress=False))
+            imagenet_dir=str(root), output_dir=output, train_shards=NUM_SHARDS,
+            validation_shards=1, resize=RESIZE, val_layout="by_class", show_progress=False))
     return output
 
 
@@ -136,7 +138,9 @@ def test_pipeline_rejects_bad_service_options(data_dir):
 
 
 @pytest.mark.slow
-def test_dispatcher_and_two_workers_give_the_local_pipelines_images(data_dir):
+def test_dispatcher_and_two_workers_feed_the_local_pipelines_images(data_dir, tmp_path):
+    from alexnet_tf import config as config_lib
+    from alexnet_tf import trainer
     stats = stats_lib.load_stats(None)
     with _servers() as start:
         # All three start at once (each pays TensorFlow's start-up); workers retry
@@ -172,4 +176,17 @@ def test_dispatcher_and_two_workers_give_the_local_pipelines_images(data_dir):
         expected = sorted(label for label in range(NUM_CLASSES) for _ in range(PER_CLASS))
         assert train_labels() == expected
         assert train_labels(data_service=service, data_service_job="train") == expected
+
+        # The service feeds a training run (tiny network, 3 steps); the checkpoint holds
+        # no iterator, since one over the service cannot be saved.
+        model_dir = str(tmp_path / "run")
+        config = config_lib.TrainConfig(
+                data_dir=data_dir, data_service=service, width_multiplier=0.0625,
+                input_size=RESIZE, resize_size=RESIZE, batch_size=4, max_steps=3,
+                summary_images=False, progress_bar=False)
+        results = trainer.train_and_evaluate(config, model_dir)
+        assert results["step"] == 3 and np.isfinite(results["loss"])
+        saved = dict(tf.train.list_variables(model_dir_lib.latest_checkpoint(model_dir)))
+        assert "step/.ATTRIBUTES/VARIABLE_VALUE" in saved
+        assert not any(name.startswith("iterator") for name in saved)
         assert dispatcher.poll() is None, "the dispatcher died during the run"

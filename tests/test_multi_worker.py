@@ -38,7 +38,7 @@ PROCESS_LIFETIME = 240  # seconds before `timeout` kills a worker, whatever happ
 TRAIN_FLAGS = [
         "--strategy=multi_worker", "--model=alexnet", "--variant=paper",
         "--width_multiplier=0.0625", f"--input_size={SIZE}", f"--resize_size={SIZE}",
-        "--dropout_rate=0", "--batch_size=4", "--learning_rate=0.05", "--seed=7",
+        "--dropout_rate=0", "--batch_size=4", "--learning_rate=0.025", "--seed=7",
         "--nosummary_images", "--noprogress_bar",
 ]
 
@@ -170,8 +170,12 @@ def test_two_workers_equal_one_process_on_the_same_global_batch(data_dir, tmp_pa
     from alexnet_tf import trainer
     num_steps = 3
     model_dir = str(tmp_path / "two_workers")
+    # The large-batch recipe, scaled down: k = 4 / 2, so the rate warms up from 0.025
+    # to 0.05 over 2 epochs (one step each).
+    recipe = dict(lr_scaling="linear", lr_base_batch_size=2, warmup_epochs=2.0)
     flags = [*TRAIN_FLAGS, f"--data_dir={data_dir}", f"--model_dir={model_dir}",
-             f"--num_epochs={num_steps}", "--checkpoint_every_steps=1"]
+             f"--num_epochs={num_steps}", "--checkpoint_every_steps=1",
+             *[f"--{name}={value}" for name, value in recipe.items()]]
     weights_prefix = str(tmp_path / "weights")
     with _cluster_launcher(str(tmp_path)) as launch:
         workers = launch(["-c", WEIGHTS_SCRIPT, *flags, weights_prefix], "weights")
@@ -185,10 +189,13 @@ def test_two_workers_equal_one_process_on_the_same_global_batch(data_dir, tmp_pa
     config = config_lib.TrainConfig(
             data_dir=data_dir, strategy="default", model="alexnet", variant="paper",
             width_multiplier=0.0625, input_size=SIZE, resize_size=SIZE, dropout_rate=0.0,
-            batch_size=4, learning_rate=0.05, seed=7, summary_images=False,
-            progress_bar=False, num_epochs=num_steps, checkpoint_every_steps=1)
+            batch_size=4, learning_rate=0.025, seed=7, summary_images=False,
+            progress_bar=False, num_epochs=num_steps, checkpoint_every_steps=1, **recipe)
     results = trainer.train_and_evaluate(config, single_dir)
     assert results["step"] == num_steps and results["num_examples"] == 5
+    # The rate used by each epoch's (only) step: warm-up, then the scaled rate.
+    rates = [entry["learning_rate"] for entry in results["history"]]
+    np.testing.assert_allclose(rates, [0.025, 0.0375, 0.05], rtol=1e-6)
     single = _weights_of_checkpoint(single_dir)
 
     chief = _weights_of_checkpoint(model_dir)
