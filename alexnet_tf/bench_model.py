@@ -271,24 +271,66 @@ def benchmark(spec: ModelSpec, mode: str = "train", batch_size: int = 32, num_ru
     Raises:
       ValueError: num_runs < 1, or an argument `make_model_runner` rejects.
     """
+    return benchmark_interleaved([(spec, mode, batch_size, steps_per_run)], num_runs,
+                                 num_warmup, matmul_dtypes, device, matmul_size)[0]
+
+
+def benchmark_interleaved(cases: Sequence[tuple], num_runs: int = 5, num_warmup: int = 3,
+                          matmul_dtypes=("float32", "bfloat16"), device: Optional[str] = None,
+                          matmul_size: int = MATMUL_SIZE) -> List[Result]:
+    """Measures several configurations in one process, round-robin.
+
+    Each round times one run of every case, then the matmuls, so the ratio of two cases
+    (bf16 over fp32, say) compares runs made within a minute of each other. All cases
+    share the process, so `peak_memory_mb` is the process's, not a case's.
+
+    Args:
+      cases: (spec, mode, batch_size, steps_per_run) tuples.
+      num_runs, num_warmup, matmul_dtypes, device, matmul_size: as for `benchmark`.
+
+    Returns:
+      One `Result` per case, in order.
+
+    Raises:
+      ValueError: num_runs < 1, or an argument `make_model_runner` rejects.
+    """
     if num_runs < 1:
         raise ValueError(f"num_runs must be >= 1, received {num_runs!r}")
     with tf.device(device) if device else contextlib.nullcontext():
         matmuls = {_DTYPE_KEYS[dtype]: make_matmul_runner(dtype, matmul_size)
                    for dtype in matmul_dtypes}
-    run, gflop_per_image = make_model_runner(spec, mode, batch_size, steps_per_run,
-                                             num_warmup, device)
+    runners = [make_model_runner(spec, mode, batch_size, steps, num_warmup, device)
+               for spec, mode, batch_size, steps in cases]
     rates = {key: [] for key in matmuls}
-    throughputs = []
+    throughputs = [[] for _ in cases]
     for _ in range(num_runs):
-        throughputs.append(run())
+        for (run, _), runs in zip(runners, throughputs):
+            runs.append(run())
         for key, matmul in matmuls.items():
             rates[key].append(matmul())
-    return Result(mode=mode, batch_size=batch_size, spec=spec,
-                  images_per_second=statistics.median(throughputs),
-                  run_images_per_second=throughputs, gflop_per_image=gflop_per_image,
-                  matmul_gflops={key: statistics.median(v) for key, v in rates.items()},
-                  peak_memory_mb=peak_memory_mb())
+    matmul_gflops = {key: statistics.median(values) for key, values in rates.items()}
+    return [Result(mode=mode, batch_size=batch_size, spec=spec,
+                   images_per_second=statistics.median(runs), run_images_per_second=runs,
+                   gflop_per_image=gflop_per_image, matmul_gflops=matmul_gflops,
+                   peak_memory_mb=peak_memory_mb())
+            for (spec, mode, batch_size, _), (_, gflop_per_image), runs
+            in zip(cases, runners, throughputs)]
+
+
+def paired_ratios(results: Sequence[Result]) -> List[str]:
+    """For interleaved results: mixed_bfloat16 / fp32 throughput, the median of the
+    per-round ratios, for every (mode, batch size, XLA) measured in both precisions."""
+    by_key = {(r.mode, r.batch_size, r.spec.jit_compile, r.spec.precision): r for r in results}
+    lines = []
+    for (mode, batch_size, jit, precision), fast in by_key.items():
+        slow = by_key.get((mode, batch_size, jit, "fp32"))
+        if precision != "mixed_bfloat16" or slow is None:
+            continue
+        ratio = statistics.median(a / b for a, b in zip(fast.run_images_per_second,
+                                                          slow.run_images_per_second))
+        lines.append(f"{mode} batch {batch_size}: mixed_bfloat16 / fp32 = {ratio:.2f}x "
+                     f"(median of {len(fast.run_images_per_second)} paired runs)")
+    return lines
 
 
 _DTYPE_KEYS = {"float32": "fp32", "bfloat16": "bf16"}

@@ -15,6 +15,8 @@ Commands:
             python -m alexnet_tf.benchmark model --precisions=fp32,mixed_bfloat16 \
                 --train_batch_sizes=32,128 --inference_batch_sizes=1,128 --num_runs=5
             python -m alexnet_tf.benchmark model --precisions=fp32,mixed_bfloat16 \
+                --interleave   # all rows round-robin in one process: fair ratios
+            python -m alexnet_tf.benchmark model --precisions=fp32,mixed_bfloat16 \
                 --modes= --loss_curve_steps=30 --train_batch_sizes=32   # bf16 loss parity
 
 To add a command, write its logic in its own module (e.g. bench_model.py) and add a
@@ -60,6 +62,8 @@ flags.DEFINE_integer("num_classes", 1000, "Number of logits.")
 flags.DEFINE_float("width_multiplier", 1.0, "Scales every width (1.0 is the paper).")
 flags.DEFINE_string("device", None, "Device for the model, e.g. /GPU:0 (default: TF's choice).")
 flags.DEFINE_bool("isolate", True, "Measure each row in its own process (own peak memory).")
+flags.DEFINE_bool("interleave", False, "Measure all rows in this process, round-robin, and "
+                  "print the bf16/fp32 ratio of paired runs (peak memory is then the total).")
 flags.DEFINE_integer("row_timeout", 7200, "Seconds before an isolated row is killed.")
 flags.DEFINE_integer("loss_curve_steps", 0, "If > 0, also train this many steps in each "
                      "precision from the same weights and data and compare the losses.")
@@ -150,6 +154,9 @@ def run_model() -> None:
     rows = _model_rows()  # empty with --modes= (only the loss curves)
     options = dict(num_runs=FLAGS.num_runs, num_warmup=FLAGS.model_warmup, device=FLAGS.device)
     results = []
+    if FLAGS.interleave and rows:
+        results = bench_model.benchmark_interleaved(rows, **options)
+        rows = []
     for spec, mode, batch_size, steps in rows:
         if FLAGS.isolate:
             result = bench_model.benchmark_in_subprocess(
@@ -162,6 +169,8 @@ def run_model() -> None:
     if results:
         command = "python -m alexnet_tf.benchmark " + " ".join(sys.argv[1:])
         print("\n" + bench_model.format_table(results, command=command))
+        if FLAGS.interleave:
+            print("\n".join([""] + bench_model.paired_ratios(results)))
     if FLAGS.loss_curve_steps > 0:
         _print_loss_curves()
 
