@@ -9,9 +9,9 @@
     -> float work vectorised over the batch (mean subtraction, PCA lighting)
     -> prefetch
 
-Exactly-once resume: every random choice is a stateless function of
-(seed, input pipeline, position in the stream), the shuffles are seeded, and every stage is a checkpointable tf.data
-transformation, so `tf.train.Checkpoint(iterator=iter(dataset))` saved mid-epoch and
+Exactly-once resume: every random choice is a stateless function of (seed, input
+pipeline, position in the stream), the shuffles are seeded, and every stage is a
+checkpointable tf.data transformation, so `tf.train.Checkpoint(iterator=iter(dataset))` saved mid-epoch and
 restored yields exactly the batches that were still to come. The shuffle buffer is
 part of that checkpoint: about `shuffle_buffer` x (record size) bytes.
 
@@ -102,50 +102,53 @@ def _records(files: list, *, seed: int, pipeline_id: int, training: bool, num_ep
     order depends only on (seed, e), and the shuffles' seed generators are part of
     the iterator checkpoint.
     """
-    file_seed, record_seed, augment_seed = _shuffle_seeds(seed, pipeline_id)
+    file_seed, record_seed, _ = _shuffle_seeds(seed, pipeline_id)
     shards = tf.data.Dataset.from_tensor_slices(files)
     if training:
         shards = shards.shuffle(len(files), seed=file_seed, reshuffle_each_iteration=True)
     records = shards.interleave(
-            lambda shard: tf.data.TFRecordDataset(shard).enumerate().map(
-                    lambda index, record: {"record": record, "shard": shard, "index": index}),
+            lambda shard: tf.data.Dataset.zip(  # zip, not map: no function call per record
+                    tf.data.TFRecordDataset(shard), tf.data.Dataset.from_tensors(shard).repeat(),
+                    tf.data.Dataset.range(2**62)),
             cycle_length=cycle_length, block_length=1, num_parallel_calls=AUTOTUNE,
             deterministic=True)
     if training:
         records = records.shuffle(shuffle_buffer, seed=record_seed, reshuffle_each_iteration=True)
-    records = records.repeat(num_epochs if num_epochs > 0 else None)
-    base_seed = tf.constant([augment_seed, pipeline_id], tf.int64)
-
-    def add_seed(position, element):
-        # Position in the whole (all-epochs) stream: unique, and restored with the iterator.
-        element["seed"] = tf.random.experimental.stateless_fold_in(base_seed, position)
-        return element
-
-    return records.enumerate().map(add_seed)
+    # (position, (record, shard, index in shard)); the position in the whole (all-epochs)
+    # stream seeds the record's augmentation: unique, and restored with the iterator.
+    return records.repeat(num_epochs if num_epochs > 0 else None).enumerate()
 
 
-def _report_gap(chunk: dict, start, stop, *, skip: bool, num_classes: Optional[int]):
-    """Raises (or prints) for the bad records at chunk positions [start, stop)."""
-    shards, indices = chunk["shard"][start:stop], chunk["index"][start:stop]
-    reason = ("cannot be decoded" if num_classes is None else
-              f"cannot be decoded or has a label outside [0, {num_classes})")
-    if skip:
-        tf.print("alexnet_tf.input_pipeline: skipping bad record(s) (", reason, "): shard",
-                 shards, "record index in shard", indices, output_stream=sys.stderr)
-        return tf.constant(True)
-    check = tf.debugging.Assert(
-            start >= stop,
-            [f"bad record: the image {reason}; shard:", shards[0],
-             "record index in that shard:", indices[0],
+def _report_gap(chunk: tuple, start, stop, *, num_classes: Optional[int]):
+    """Prints the bad records at chunk positions [start, stop) (skip_bad_records mode)."""
+    _, (_, shards, indices) = chunk
+    tf.print("alexnet_tf.input_pipeline: skipping bad record(s) (", _bad_reason(num_classes),
+             "): shard", shards[start:stop], "record index in shard", indices[start:stop],
+             output_stream=sys.stderr)
+    return tf.constant(True)
+
+
+def _bad_reason(num_classes: Optional[int]) -> str:
+    return ("cannot be decoded" if num_classes is None else
+            f"cannot be decoded or has a label outside [0, {num_classes})")
+
+
+def _assert_no_gap(chunk: tuple, expected, position, *, num_classes: Optional[int]):
+    """Raises an error naming the shard when chunk position `expected` was dropped."""
+    _, (_, shards, indices) = chunk
+    # Clamped so the (always evaluated) message inputs stay in range at the sentinel.
+    where = tf.minimum(expected, tf.shape(indices, out_type=tf.int64)[0] - 1)
+    return tf.debugging.Assert(
+            position <= expected,
+            [f"bad record: the image {_bad_reason(num_classes)}; shard:", shards[where],
+             "record index in that shard:", indices[where],
              "(pass skip_bad_records=True to skip and count such records)"])
-    with tf.control_dependencies([check]):
-        return tf.constant(True)
 
 
-def _decode_chunk(chunk: dict, process: Callable, *, skip: bool,
+def _decode_chunk(chunk: tuple, process: Callable, *, skip: bool,
                   num_classes: Optional[int]) -> tf.data.Dataset:
     """Decodes one chunk of records; bad ones are reported or skipped and counted."""
-    size = tf.shape(chunk["index"], out_type=tf.int64)[0]
+    size = tf.shape(chunk[0], out_type=tf.int64)[0]
     decoded = tf.data.Dataset.from_tensor_slices(chunk).map(process).enumerate()
     decoded = decoded.ignore_errors(log_warning=True)
     # The sentinel flushes a gap at the end of the chunk.
@@ -156,11 +159,14 @@ def _decode_chunk(chunk: dict, process: Callable, *, skip: bool,
 
     def find_gap(expected, position_element):
         position, element = position_element
-        reported = tf.cond(position > expected,
-                           lambda: _report_gap(chunk, expected, position, skip=skip,
-                                               num_classes=num_classes),
-                           lambda: tf.constant(False))
-        with tf.control_dependencies([reported]):
+        if skip:
+            checked = tf.cond(position > expected,
+                              lambda: _report_gap(chunk, expected, position,
+                                                  num_classes=num_classes),
+                              lambda: tf.constant(False))
+        else:  # No tf.cond on this per-image path: the Assert is enough.
+            checked = _assert_no_gap(chunk, expected, position, num_classes=num_classes)
+        with tf.control_dependencies([checked]):
             element[_SKIPPED_KEY] = position - expected
         return position + 1, element
 
@@ -168,12 +174,13 @@ def _decode_chunk(chunk: dict, process: Callable, *, skip: bool,
 
 
 def _make_process(parse: Callable, *, training: bool, crop_size: int, resize_size: int,
-                  flip: bool, pca_std: float, ten_crop: bool,
-                  num_classes: Optional[int]) -> Callable:
+                  flip: bool, pca_std: float, ten_crop: bool, num_classes: Optional[int],
+                  base_seed: tf.Tensor) -> Callable:
     """The per-record function: parse, check the label, decode and crop (uint8)."""
 
-    def process(element):
-        image_bytes, label = parse(element["record"])
+    def process(position, element):
+        record, _, _ = element
+        image_bytes, label = parse(record)
         bad_label = label < 0
         if num_classes is not None:
             bad_label |= label >= num_classes
@@ -181,7 +188,8 @@ def _make_process(parse: Callable, *, training: bool, crop_size: int, resize_siz
         check = tf.debugging.Assert(tf.logical_not(bad_label), ["label out of range:", label])
         with tf.control_dependencies([check]):
             if training:
-                crop = preprocessing.train_crop(image_bytes, element["seed"], crop_size=crop_size,
+                seed = tf.random.experimental.stateless_fold_in(base_seed, position)
+                crop = preprocessing.train_crop(image_bytes, seed, crop_size=crop_size,
                                                 resize_size=resize_size, flip=flip,
                                                 pca_std=pca_std)
             else:
@@ -196,18 +204,16 @@ def _make_process(parse: Callable, *, training: bool, crop_size: int, resize_siz
     return process
 
 
-def _count_skipped(dataset: tf.data.Dataset, counter: Optional[tf.Variable]) -> tf.data.Dataset:
-    """Drops the chunk sentinels; keeps a running count of skipped records in `counter`."""
+def _count_skipped(dataset: tf.data.Dataset, counter: tf.Variable) -> tf.data.Dataset:
+    """Keeps a running count of skipped records in `counter`."""
 
     def accumulate(total, element):
-        total += element.pop(_SKIPPED_KEY)
-        if counter is not None:
-            with tf.control_dependencies([counter.assign(total)]):
-                total = tf.identity(total)
+        total += element[_SKIPPED_KEY]
+        with tf.control_dependencies([counter.assign(total)]):
+            total = tf.identity(total)
         return total, element
 
-    dataset = dataset.scan(tf.constant(0, tf.int64), accumulate)
-    return dataset.filter(lambda element: element[_VALID_KEY])
+    return dataset.scan(tf.constant(0, tf.int64), accumulate)
 
 
 def _finish_batch(batch: dict, *, stats, mean_mode: str, resize_size: int,
@@ -215,6 +221,7 @@ def _finish_batch(batch: dict, *, stats, mean_mode: str, resize_size: int,
     """(images, labels) from a batch of uint8 crops: the float work, vectorised."""
     labels = batch.pop(LABEL_KEY)
     batch.pop(_VALID_KEY)
+    batch.pop(_SKIPPED_KEY)
     if augment_on_device:
         return batch, labels
     images = batch[preprocessing.IMAGE_KEY]
@@ -263,19 +270,22 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
     files = _shard_files(list(files), input_context)
     if num_epochs is None:
         num_epochs = -1 if training else 1
+    base_seed = tf.constant([_shuffle_seeds(seed, pipeline_id)[2], pipeline_id], tf.int64)
     process = _make_process(parse, training=training, crop_size=crop_size,
                             resize_size=resize_size, flip=flip, pca_std=pca_std,
-                            ten_crop=ten_crop, num_classes=num_classes)
+                            ten_crop=ten_crop, num_classes=num_classes, base_seed=base_seed)
 
     dataset = _records(files, seed=seed, pipeline_id=pipeline_id, training=training,
                        num_epochs=num_epochs, shuffle_buffer=shuffle_buffer,
                        cycle_length=min(cycle_length, len(files)))
     dataset = dataset.batch(CHUNK_SIZE).interleave(
-            lambda chunk: _decode_chunk(chunk, process, skip=skip_bad_records,
+            lambda *chunk: _decode_chunk(chunk, process, skip=skip_bad_records,
                                         num_classes=num_classes),
             cycle_length=AUTOTUNE, block_length=CHUNK_SIZE + 1, num_parallel_calls=AUTOTUNE,
             deterministic=True)
-    dataset = _count_skipped(dataset, bad_record_counter)
+    if bad_record_counter is not None:
+        dataset = _count_skipped(dataset, bad_record_counter)
+    dataset = dataset.filter(lambda element: element[_VALID_KEY])
     dataset = dataset.batch(batch_size, drop_remainder=training)
     dataset = dataset.map(
             lambda batch: _finish_batch(batch, stats=stats, mean_mode=mean_mode,
