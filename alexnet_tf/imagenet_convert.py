@@ -319,6 +319,10 @@ def _run_tasks(tasks: Sequence[ShardTask], options: ConvertOptions) -> float:
 def convert(options: ConvertOptions) -> ConvertResult:
     """Converts the ImageNet folders in `options.imagenet_dir` to TFRecords.
 
+    With num_workers > 1 the workers come from a multiprocessing fork server, which
+    re-imports the calling script as `__mp_main__`: a script that calls convert() must
+    do so under `if __name__ == "__main__":`, as for any non-fork multiprocessing.
+
     Returns:
       A ConvertResult whose manifest is also written to output_dir/manifest.json.
 

@@ -180,6 +180,9 @@ def main(argv):
             # The same for N copies of the bare loop: what this machine allowed meanwhile.
             f"bare_scaling_1_to_{_WORKERS.value}_wall": round(
                     rate[f"bare_x{_WORKERS.value}"] / rate["bare"], 2),
+            # If N cores were free: N workers, each at its measured CPU cost per image.
+            f"scaling_1_to_{_WORKERS.value}_if_free_cores_cpu": round(
+                    _WORKERS.value * cpu_ms["convert_1"] / cpu_ms[many], 2),
             "pillow_vs_tf_cpu": round(cpu_ms["bare_tf"] / cpu_ms["bare"], 2),
             f"hours_imagenet_{_WORKERS.value}_workers_wall": round(
                     IMAGENET_TRAIN_IMAGES / rate[many] / 3600, 2),
