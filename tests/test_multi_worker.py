@@ -218,20 +218,28 @@ def _latest_step(model_dir: str) -> int:
     return int(path.rsplit("-", 1)[1]) if path else 0
 
 
+def _wait_for_checkpoint(model_dir: str, at_least: int, workers) -> int:
+    deadline = time.monotonic() + PROCESS_LIFETIME - 60
+    while _latest_step(model_dir) < at_least:
+        assert time.monotonic() < deadline, f"no checkpoint at step >= {at_least} in time"
+        for worker in workers:
+            assert worker.poll() is None, _read(worker)[-3000:]
+        time.sleep(0.2)
+    return _latest_step(model_dir)
+
+
 @pytest.mark.slow
 def test_killed_worker_cluster_restarts_from_the_last_checkpoint(data_dir, tmp_path):
     """MWMS cannot lose a worker: the survivor fails at its next all-reduce. The
-    recovery is to restart every worker; the cluster resumes at the last checkpoint."""
+    recovery is to restart every worker; the cluster resumes at the last checkpoint,
+    each worker at its own input position. Then a SIGTERM to ONE worker (preemption)
+    stops both at the same step with a checkpoint there."""
     model_dir = str(tmp_path / "run")
     flags = [*TRAIN_FLAGS, f"--data_dir={data_dir}", f"--model_dir={model_dir}",
              "--steps_per_epoch=20", "--num_epochs=1000", "--checkpoint_every_steps=4"]
     with _cluster_launcher(str(tmp_path)) as launch:
         workers = launch(["-m", "alexnet_tf.train", *flags], "first")
-        deadline = time.monotonic() + PROCESS_LIFETIME - 40
-        while _latest_step(model_dir) < 8:
-            assert time.monotonic() < deadline, "no checkpoint at step >= 8 in time"
-            assert all(worker.poll() is None for worker in workers), _read(workers[0])[-3000:]
-            time.sleep(0.2)
+        _wait_for_checkpoint(model_dir, 8, workers)
         _kill(workers[1])
         # The survivor cannot go on alone: it blocks in its next all-reduce until
         # TensorFlow's heartbeat check fails it (about 9 s here), and never finishes.
@@ -246,12 +254,18 @@ def test_killed_worker_cluster_restarts_from_the_last_checkpoint(data_dir, tmp_p
         saved_step = _latest_step(model_dir)
         assert saved_step >= 8 and saved_step % 4 == 0
 
-        final_step = saved_step + 6
-        workers = launch(["-m", "alexnet_tf.train", *flags, f"--max_steps={final_step}"],
-                         "restarted")
-        _wait_all(workers, timeout=PROCESS_LIFETIME - 20)
+        workers = launch(["-m", "alexnet_tf.train", *flags], "restarted")
+        _wait_for_checkpoint(model_dir, saved_step + 4, workers)
+        os.killpg(workers[1].pid, signal.SIGTERM)  # `timeout` passes it on to Python.
+        for worker in workers:
+            worker.wait(timeout=60)
     logs = [_read(worker) for worker in workers]
     assert re.search(rf"Resumed from \S*ckpt-{saved_step}\b", logs[0]), logs[0][-3000:]
     for rank, log in enumerate(logs):
         assert re.search(rf"worker-{rank:05d}/ckpt-{saved_step}\b", log), log[-3000:]
-    assert _latest_step(model_dir) == final_step
+    stops = [re.search(r"Stopped by SIGTERM at step (\d+)", log) for log in logs]
+    assert all(stops), logs[0][-3000:] + logs[1][-3000:]
+    stop_step = int(stops[0].group(1))
+    assert int(stops[1].group(1)) == stop_step and stop_step > saved_step
+    assert [worker.returncode for worker in workers] == [143, 143]
+    assert _latest_step(model_dir) == stop_step
