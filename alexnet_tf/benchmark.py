@@ -44,7 +44,7 @@ flags.DEFINE_integer("warmup_batches", 5, "Batches run before timing starts.")
 flags.DEFINE_integer("shuffle_buffer", 4096, "Shuffle buffer of the training pipeline.")
 flags.DEFINE_integer("num_runs", 3, "Runs per measurement; the median is reported.")
 flags.DEFINE_list("cores", ["1", "2"], "Core counts to measure (each run pinned with taskset).")
-flags.DEFINE_list("kinds", list(bench_input.KINDS), "Which pipelines: decode, train, pillow.")
+flags.DEFINE_list("kinds", list(bench_input.KINDS), f"Which pipelines: {', '.join(bench_input.KINDS)}.")
 flags.DEFINE_bool("pin", True, "Pin each measurement process to its cores with taskset.")
 flags.DEFINE_string("worker", None, "Internal: KIND:CORES, run one measurement and print it.")
 # The model command (bench_model.py).
