@@ -259,7 +259,7 @@ class _Run:
 
     def _restore_or_initialize(self):
         config = self.config
-        fresh = tf.train.latest_checkpoint(model_dir_lib.checkpoint_dir(self.model_dir)) is None
+        fresh = tf.train.latest_checkpoint(self.checkpoint_dir) is None
         if fresh and config.init_checkpoint:
             checkpointing.initialize_from(self.model, config.init_checkpoint,
                                           model_dir_lib.build_model)
@@ -481,7 +481,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
       NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
       ValueError: bad settings, or settings incompatible with the run in model_dir.
     """
-    strategy = distribute.create_strategy(config.strategy, config.devices)
+    strategy = distribute.create_strategy(config.strategy, config.devices, config.communication)
     distribute.check_tower_devices(strategy, config.tower_devices)
     chief = distribute.is_chief(strategy)
     if datasets is None:
