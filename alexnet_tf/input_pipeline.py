@@ -254,6 +254,8 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
         (image bytes, int64 label).
     """
     if data_service:
+        from alexnet_tf import cluster  # Local import: only service runs need it.
+        data_service = cluster.parse_service_address(data_service)  # Fail before building.
         if bad_record_counter is not None:
             raise ValueError("bad_record_counter cannot be used with data_service: the "
                              "pipeline runs on the service's workers, not in this process")
