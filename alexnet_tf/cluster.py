@@ -11,8 +11,9 @@ Each process learns its place from the standard `TF_CONFIG` environment variable
 Without TF_CONFIG the same strategy runs on one machine (one worker), so one code path
 serves one machine and many.
 
-Output: every worker must take part in a checkpoint save (reading synchronised
-variables is a collective), but only the chief's copy is kept. Non-chief workers write
+Output: every worker must take part in a checkpoint save (TensorFlow's rule: a save
+may read sync-on-read variables, which is a collective), but only the chief's copy is
+kept. Non-chief workers write
 into a private temporary directory that is deleted afterwards (`write_dir` /
 `discard_write_dir`), the pattern of TensorFlow's multi-worker tutorial. Each worker's
 input position is its own and is saved separately (`WorkerIteratorCheckpoint`).
