@@ -59,7 +59,8 @@ def _open(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
     except Image.UnidentifiedImageError:
-        raise BadImageError("not an image, or an unreadable header (Pillow does not recognise it)") from None
+        raise BadImageError(
+            "not an image, or an unreadable header (Pillow does not recognise it)") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise BadImageError(f"truncated or corrupt image (header): {error}") from None
     return image

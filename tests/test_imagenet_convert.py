@@ -121,8 +121,8 @@ def test_round_trip_gives_the_right_labels_and_pixels(converted):
         pixels = tf.io.decode_jpeg(record[schema.IMAGE_ENCODED]).numpy()
         assert pixels.shape == (SIZE, SIZE, 3)
         if record[schema.IMAGE_FILENAME] != b"gray.JPEG":
-            np.testing.assert_allclose(pixels.reshape(-1, 3).mean(0), COLOURS[label - schema.LABEL_BASE],
-                                       atol=12)
+            np.testing.assert_allclose(pixels.reshape(-1, 3).mean(0),
+                                       COLOURS[label - schema.LABEL_BASE], atol=12)
     names = sorted(record[schema.IMAGE_FILENAME].decode() for record in records)
     assert "cmyk.JPEG" in names and "png.JPEG" in names and "truncated.JPEG" not in names
     with open(os.path.join(output_dir, schema.LABELS_FILE)) as f:
