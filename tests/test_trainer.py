@@ -144,3 +144,26 @@ def test_kernel_grid_layout():
     np.testing.assert_allclose(grid[0, 1:12, 1:12].max(), 1.0)  # each kernel spans [0, 1]
     with pytest.raises(ValueError, match="kernel_grid"):
         metrics.kernel_grid(kernels[:, :, :2])
+
+
+@pytest.mark.parametrize("precision, jit_compile", [("mixed_float16", False), ("fp32", True)])
+def test_precision_and_jit(tmp_path, precision, jit_compile):
+    import keras
+    model_dir = str(tmp_path / "run")
+    seen = {}
+    update = metrics.Progress.update
+
+    def record_policy(self, step, loss, learning_rate):
+        seen["policy"] = keras.mixed_precision.dtype_policy().name
+        return update(self, step, loss, learning_rate)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(metrics.Progress, "update", record_policy)
+        results = trainer.train_and_evaluate(
+                tiny_config(num_epochs=1, precision=precision, jit_compile=jit_compile),
+                model_dir, datasets=tiny_datasets())
+    assert np.isfinite(results["loss"]) and results["step"] == 4
+    assert seen["policy"] == {"fp32": "float32"}.get(precision, precision)
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # restored afterwards
+    model, _ = model_dir_lib.restore_model(model_dir)  # float32 weights load as they are
+    assert all(np.all(np.isfinite(w)) for w in _weights(model))
