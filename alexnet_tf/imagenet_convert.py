@@ -365,6 +365,10 @@ def convert(options: ConvertOptions) -> ConvertResult:
         infos={task.name: _read_complete_info(options.output_dir, task) for task in tasks},
         discovery_rejected=rejected, sources=sources, excluded=excluded,
         names_file=names_path)
-    _write_json(os.path.join(options.output_dir, schema.MANIFEST_FILE), manifest)
+    manifest_path = os.path.join(options.output_dir, schema.MANIFEST_FILE)
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as f:
+            manifest = imagenet_manifest.merge_previous(manifest, json.load(f))
+    _write_json(manifest_path, manifest)
     return ConvertResult(manifest, sum(len(task.items) for task in pending), seconds,
                          cpu_seconds)

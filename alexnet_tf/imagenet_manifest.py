@@ -12,7 +12,8 @@ The manifest records what a conversion produced and what it could not use:
    "recoloured": [{"split", "path", "source"}, ...]}  CMYK / grayscale / PNG ... made RGB JPEG
 
 Everything is sorted and free of timestamps, so two conversions of the same files with
-the same settings write the same manifest.
+the same settings write the same manifest. Splits converted by an earlier run into the
+same directory (e.g. --splits=train, then --splits=validation) are kept.
 """
 
 import collections
@@ -75,6 +76,27 @@ def build_manifest(*, options: dict, settings: dict, labels: List[dict], tasks: 
             "recode_settings": settings, "names_file": names_file,
             "num_classes": len(labels), "labels": labels, "splits": splits,
             "rejected": sorted(rejected, key=order), "recoloured": sorted(recoloured, key=order)}
+
+
+def merge_previous(manifest: dict, previous: Optional[dict]) -> dict:
+    """Keeps the splits an earlier run wrote to the same directory and this run did not.
+
+    Converting train and validation in two runs (--splits) then still leaves one manifest
+    that describes every split in the directory. Both runs share labels.json (the
+    converter refuses a different class list), so their counts line up.
+    """
+    if not previous or previous.get("labels") != manifest["labels"]:
+        return manifest
+    kept = [split for split in previous.get("splits", {}) if split not in manifest["splits"]]
+    if not kept:
+        return manifest
+    merged = dict(manifest, splits={**{split: previous["splits"][split] for split in kept},
+                                    **manifest["splits"]})
+    order = lambda entry: (entry["split"], entry["path"])  # noqa: E731
+    for key in ("rejected", "recoloured"):
+        carried = [entry for entry in previous.get(key, []) if entry["split"] in kept]
+        merged[key] = sorted(manifest[key] + carried, key=order)
+    return merged
 
 
 def format_summary(manifest: dict) -> str:

@@ -231,6 +231,18 @@ def test_resume_after_an_interrupted_run_is_byte_identical(converted, imagenet_d
     assert not [name for name in os.listdir(output_dir) if name.endswith(".incomplete")]
 
 
+def test_splits_converted_in_two_runs_share_labels_and_manifest(converted, imagenet_dir,
+                                                                tmp_path):
+    output_dir = str(tmp_path / "two_runs")
+    for split in (schema.TRAIN, schema.VALIDATION):
+        result = imagenet_convert.convert(options(imagenet_dir, output_dir, splits=(split,)))
+    assert shard_bytes(output_dir) == shard_bytes(converted[0])
+    reference = converted[1].manifest
+    assert result.manifest["splits"] == reference["splits"]
+    assert result.manifest["rejected"] == reference["rejected"]
+    assert result.manifest["recoloured"] == reference["recoloured"]
+
+
 def test_seed_decides_the_assignment_to_shards(converted, imagenet_dir, tmp_path):
     other = imagenet_convert.convert(options(imagenet_dir, str(tmp_path / "seed1"), seed=1,
                                              splits=(schema.TRAIN,)))
