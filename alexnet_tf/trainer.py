@@ -18,7 +18,7 @@ import dataclasses
 import json
 import os
 import shutil
-from typing import Callable, Optional
+from typing import Optional
 
 from absl import logging
 import keras
@@ -29,33 +29,14 @@ from alexnet_tf import checkpointing
 from alexnet_tf import cluster
 from alexnet_tf import config as config_lib
 from alexnet_tf import distribute
-from alexnet_tf import evaluation
 from alexnet_tf import metrics
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import optimizer as optimizer_lib
 from alexnet_tf import schema
+from alexnet_tf.train_steps import evaluate, make_eval_step, make_train_step
+from alexnet_tf.training_data import Datasets, make_datasets  # noqa: F401 (re-exported)
 
 HISTORY_FILE = "train_history.json"
-
-
-@dataclasses.dataclass
-class Datasets:
-    """The data a run trains and validates on.
-
-    Attributes:
-      train: tf.data.Dataset of (images float32 (B, S, S, 3), labels int (B,)) where B is
-        this worker's share of the global batch; it may repeat forever (it is iterated
-        epoch after epoch through one checkpointed iterator).
-      validation: function returning a finite dataset of (images, labels) batches.
-      num_train_examples: images per training epoch.
-      num_classes: number of labels.
-      labels_file: the data's labels.json to copy into model_dir, or None.
-    """
-    train: tf.data.Dataset
-    validation: Callable[[], tf.data.Dataset]
-    num_train_examples: int
-    num_classes: int
-    labels_file: Optional[str] = None
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -82,91 +63,6 @@ def _make_optimizer(config: config_lib.TrainConfig):
         # Dynamic loss scaling keeps small float16 gradients from flushing to zero.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
-
-
-def _make_train_step(model, optimizer, strategy, config, num_local_replicas: int):
-    """A tf.function(iterator) -> loss running one global batch on every replica."""
-    scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-
-    def forward_backward(images, labels):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True), tf.float32)  # (b, classes)
-            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    labels=tf.cast(labels, tf.int32), logits=logits)  # (b,)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
-            scaled = optimizer.scale_loss(loss) if scale_loss else loss
-        return loss, tape.gradient(scaled, model.trainable_variables)
-
-    if config.jit_compile:
-        forward_backward = tf.function(forward_backward, jit_compile=True)
-
-    def replica_step(images, labels):
-        images, labels = distribute.replica_slice((images, labels), num_local_replicas)
-        loss, gradients = forward_backward(images, labels)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
-
-    @tf.function
-    def train_step(iterator):
-        images, labels = next(iterator)
-        losses = strategy.run(replica_step, args=(images, labels))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-
-    return train_step
-
-
-def _make_eval_step(model, strategy, num_local_replicas: int):
-    """A tf.function(images, labels) -> (loss sum, top-1 hits, top-5 hits, count)."""
-
-    def replica_step(images, labels):
-        images, labels = distribute.replica_slice((images, labels), num_local_replicas)
-        logits = tf.cast(model(images, training=False), tf.float32)
-        valid = labels >= 0  # Padding rows carry label -1.
-        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=tf.maximum(labels, 0), logits=logits)
-        loss_sum = tf.reduce_sum(tf.where(valid, per_example, 0.0))
-        top1, top5 = evaluation.count_correct(logits, labels, k=5)
-        return loss_sum, top1, top5, tf.reduce_sum(tf.cast(valid, tf.int32))
-
-    @tf.function(reduce_retracing=True)  # The last batch is usually shorter.
-    def eval_step(images, labels):
-        labels = tf.cast(labels, tf.int32)
-        # Pad the (possibly short) last batch so it splits evenly across replicas.
-        size = tf.shape(labels)[0]
-        padded = (size + num_local_replicas - 1) // num_local_replicas * num_local_replicas
-        images = tf.pad(images, [[0, padded - size], [0, 0], [0, 0], [0, 0]])
-        labels = tf.pad(labels, [[0, padded - size]], constant_values=-1)
-        results = strategy.run(replica_step, args=(images, labels))
-        return [strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
-
-    return eval_step
-
-
-def evaluate(eval_step, dataset: tf.data.Dataset, max_batches: int = 0,
-             strategy=None) -> dict:
-    """Top-1/top-5 error and mean loss over `dataset` (the first `max_batches` if > 0).
-
-    With a multi-worker `strategy` each worker passes its own shard; the counts are
-    summed over workers, and workers run equally many steps (cluster.lockstep_batches).
-    """
-    counts = evaluation.Counts()
-    loss_sum = 0.0
-    if max_batches:
-        dataset = dataset.take(max_batches)
-    if strategy is not None:
-        # A worker whose shard is done feeds one row labelled -1 (ignored) until all are.
-        images_spec, labels_spec = dataset.element_spec
-        padding = (tf.zeros([1, *images_spec.shape[1:]], images_spec.dtype),
-                   tf.constant([-1], labels_spec.dtype))
-        dataset = cluster.lockstep_batches(dataset, strategy, padding)
-    for images, labels in dataset:
-        loss, top1, top5, count = eval_step(images, labels)
-        counts.add(int(count), int(top1), int(top5))
-        loss_sum += float(loss)
-    if counts.num_examples == 0:
-        raise ValueError("the validation dataset is empty")
-    return dict(top1_error=counts.top1_error, top5_error=counts.top5_error,
-                loss=loss_sum / counts.num_examples, num_examples=counts.num_examples)
 
 
 def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool):
@@ -251,9 +147,9 @@ class _Run:
                 if own_iterators else None)
         self.last_saved_step = None
         self._restore_or_initialize()
-        self.train_step = _make_train_step(self.model, self.optimizer, strategy, config,
+        self.train_step = make_train_step(self.model, self.optimizer, strategy, config,
                                            self.num_local_replicas)
-        self.eval_step = _make_eval_step(self.model, strategy, self.num_local_replicas)
+        self.eval_step = make_eval_step(self.model, strategy, self.num_local_replicas)
         self.writers = metrics.summary_writers(model_dir, chief)
         self.history = self._load_history()
 
@@ -404,64 +300,6 @@ class _Run:
             if self.last_saved_step != step:
                 self.save(step)
         return dict(results, preempted=False, history=self.history)
-
-
-def _input_context(strategy):
-    """One input pipeline per worker, yielding the worker's share of the global batch."""
-    workers = distribute.num_workers(strategy)
-    if workers == 1:
-        return None
-    # num_replicas_in_sync=workers: the "per replica" batch is the per-worker batch,
-    # which the train step slices further per local replica.
-    return tf.distribute.InputContext(num_input_pipelines=workers,
-                                      input_pipeline_id=distribute.worker_rank(strategy),
-                                      num_replicas_in_sync=workers)
-
-
-def _num_train_examples(data_dir: str) -> int:
-    path = os.path.join(data_dir, schema.MANIFEST_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path!r} not found: --data_dir must be the output of "
-                                "tools/convert_imagenet.py")
-    with open(path) as f:
-        return int(json.load(f)["splits"][schema.TRAIN]["num_images"])
-
-
-def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "") -> Datasets:
-    """The training and validation data of `config` through the project's input pipeline."""
-    from alexnet_tf import input_pipeline  # Local import: tests may bring their own data.
-    from alexnet_tf import stats as stats_lib
-    context = _input_context(strategy)
-    if config.synthetic_data:
-        num_classes = config.num_classes or 1000
-        synthetic = input_pipeline.synthetic_dataset(
-                global_batch_size=config.batch_size, crop_size=config.input_size,
-                num_classes=num_classes, seed=config.seed, input_context=context)
-        return Datasets(train=synthetic, validation=lambda: synthetic.take(1),
-                        num_train_examples=config.batch_size * (config.steps_per_epoch or 100),
-                        num_classes=num_classes)
-    num_classes = input_pipeline.read_num_classes(config.data_dir) or config.num_classes
-    if not num_classes:
-        raise ValueError(f"no {schema.LABELS_FILE} in {config.data_dir!r}: set --num_classes")
-    stats_path = config.stats_path or None
-    if stats_path is None and os.path.exists(os.path.join(config.data_dir, schema.STATS_FILE)):
-        stats_path = os.path.join(config.data_dir, schema.STATS_FILE)
-    common = dict(global_batch_size=config.batch_size, seed=config.seed,
-                  stats=stats_lib.load_stats(stats_path), crop_size=config.input_size,
-                  resize_size=config.resize_size, mean_mode=config.mean_mode,
-                  num_classes=num_classes, input_context=context)
-    # With the tf.data service the trainers of one run (the same --model_dir, as
-    # typed on every worker) share one job: each batch goes to one of them.
-    service = dict(data_service=config.data_service,
-                   data_service_job=f"alexnet_tf:{model_dir}") if config.data_service else {}
-    train = input_pipeline.build_dataset(config.data_dir, schema.TRAIN, training=True,
-                                         **common, **service)
-    return Datasets(
-            train=train,
-            validation=lambda: input_pipeline.build_dataset(
-                    config.data_dir, schema.VALIDATION, training=False, **common),
-            num_train_examples=_num_train_examples(config.data_dir), num_classes=num_classes,
-            labels_file=os.path.join(config.data_dir, schema.LABELS_FILE))
 
 
 def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,

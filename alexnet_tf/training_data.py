@@ -1,0 +1,95 @@
+"""The data a training run sees: `Datasets`, built from the config by the input pipeline.
+
+The trainer iterates one tf.data iterator of this worker's share of the global batch
+(plain, so its position can be checkpointed) and validates on a fresh finite dataset
+after each epoch. Tests and custom data pass their own `Datasets`.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+from alexnet_tf import config as config_lib
+from alexnet_tf import distribute
+from alexnet_tf import schema
+
+
+@dataclasses.dataclass
+class Datasets:
+    """The data a run trains and validates on.
+
+    Attributes:
+      train: tf.data.Dataset of (images float32 (B, S, S, 3), labels int (B,)) where B is
+        this worker's share of the global batch; it may repeat forever (it is iterated
+        epoch after epoch through one checkpointed iterator).
+      validation: function returning a finite dataset of (images, labels) batches.
+      num_train_examples: images per training epoch.
+      num_classes: number of labels.
+      labels_file: the data's labels.json to copy into model_dir, or None.
+    """
+    train: tf.data.Dataset
+    validation: Callable[[], tf.data.Dataset]
+    num_train_examples: int
+    num_classes: int
+    labels_file: Optional[str] = None
+
+
+def _input_context(strategy):
+    """One input pipeline per worker, yielding the worker's share of the global batch."""
+    workers = distribute.num_workers(strategy)
+    if workers == 1:
+        return None
+    # num_replicas_in_sync=workers: the "per replica" batch is the per-worker batch,
+    # which the train step slices further per local replica.
+    return tf.distribute.InputContext(num_input_pipelines=workers,
+                                      input_pipeline_id=distribute.worker_rank(strategy),
+                                      num_replicas_in_sync=workers)
+
+
+def _num_train_examples(data_dir: str) -> int:
+    path = os.path.join(data_dir, schema.MANIFEST_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path!r} not found: --data_dir must be the output of "
+                                "tools/convert_imagenet.py")
+    with open(path) as f:
+        return int(json.load(f)["splits"][schema.TRAIN]["num_images"])
+
+
+def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "") -> Datasets:
+    """The training and validation data of `config` through the project's input pipeline."""
+    from alexnet_tf import input_pipeline  # Local import: tests may bring their own data.
+    from alexnet_tf import stats as stats_lib
+    context = _input_context(strategy)
+    if config.synthetic_data:
+        num_classes = config.num_classes or 1000
+        synthetic = input_pipeline.synthetic_dataset(
+                global_batch_size=config.batch_size, crop_size=config.input_size,
+                num_classes=num_classes, seed=config.seed, input_context=context)
+        return Datasets(train=synthetic, validation=lambda: synthetic.take(1),
+                        num_train_examples=config.batch_size * (config.steps_per_epoch or 100),
+                        num_classes=num_classes)
+    num_classes = input_pipeline.read_num_classes(config.data_dir) or config.num_classes
+    if not num_classes:
+        raise ValueError(f"no {schema.LABELS_FILE} in {config.data_dir!r}: set --num_classes")
+    stats_path = config.stats_path or None
+    if stats_path is None and os.path.exists(os.path.join(config.data_dir, schema.STATS_FILE)):
+        stats_path = os.path.join(config.data_dir, schema.STATS_FILE)
+    common = dict(global_batch_size=config.batch_size, seed=config.seed,
+                  stats=stats_lib.load_stats(stats_path), crop_size=config.input_size,
+                  resize_size=config.resize_size, mean_mode=config.mean_mode,
+                  num_classes=num_classes, input_context=context)
+    # With the tf.data service the trainers of one run (the same --model_dir, as
+    # typed on every worker) share one job: each batch goes to one of them.
+    service = dict(data_service=config.data_service,
+                   data_service_job=f"alexnet_tf:{model_dir}") if config.data_service else {}
+    train = input_pipeline.build_dataset(config.data_dir, schema.TRAIN, training=True,
+                                         **common, **service)
+    return Datasets(
+            train=train,
+            validation=lambda: input_pipeline.build_dataset(
+                    config.data_dir, schema.VALIDATION, training=False, **common),
+            num_train_examples=_num_train_examples(config.data_dir), num_classes=num_classes,
+            labels_file=os.path.join(config.data_dir, schema.LABELS_FILE))
