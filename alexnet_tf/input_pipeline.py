@@ -216,6 +216,18 @@ def _count_skipped(dataset: tf.data.Dataset, counter: tf.Variable) -> tf.data.Da
     return dataset.scan(tf.constant(0, tf.int64), accumulate)
 
 
+def _decode(records: tf.data.Dataset, process: Callable, *, skip: bool,
+            num_classes: Optional[int], counter: Optional[tf.Variable]) -> tf.data.Dataset:
+    """Records -> decoded uint8 crops, chunk by chunk in parallel, in a deterministic order."""
+    dataset = records.batch(CHUNK_SIZE).interleave(
+            lambda *chunk: _decode_chunk(chunk, process, skip=skip, num_classes=num_classes),
+            cycle_length=AUTOTUNE, block_length=CHUNK_SIZE + 1, num_parallel_calls=AUTOTUNE,
+            deterministic=True)
+    if counter is not None:
+        dataset = _count_skipped(dataset, counter)
+    return dataset.filter(lambda element: element[_VALID_KEY])  # drops the chunk sentinels
+
+
 def _finish_batch(batch: dict, *, stats, mean_mode: str, resize_size: int,
                   augment_on_device: bool):
     """(images, labels) from a batch of uint8 crops: the float work, vectorised."""
@@ -280,14 +292,8 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
     dataset = _records(files, seed=seed, pipeline_id=pipeline_id, training=training,
                        num_epochs=num_epochs, shuffle_buffer=shuffle_buffer,
                        cycle_length=min(cycle_length, len(files)))
-    dataset = dataset.batch(CHUNK_SIZE).interleave(
-            lambda *chunk: _decode_chunk(chunk, process, skip=skip_bad_records,
-                                        num_classes=num_classes),
-            cycle_length=AUTOTUNE, block_length=CHUNK_SIZE + 1, num_parallel_calls=AUTOTUNE,
-            deterministic=True)
-    if bad_record_counter is not None:
-        dataset = _count_skipped(dataset, bad_record_counter)
-    dataset = dataset.filter(lambda element: element[_VALID_KEY])
+    dataset = _decode(dataset, process, skip=skip_bad_records, num_classes=num_classes,
+                      counter=bad_record_counter)
     dataset = dataset.batch(batch_size, drop_remainder=training)
     dataset = dataset.map(
             lambda batch: _finish_batch(batch, stats=stats, mean_mode=mean_mode,
