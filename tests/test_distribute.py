@@ -1,5 +1,7 @@
 """Strategies on two logical CPUs: mirrored == one device; the paper's towers where asked."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -62,6 +64,15 @@ def test_tower_devices_place_each_tower(tmp_path):
     for layer in ("conv2", "conv4", "conv5"):
         assert devices[f"{layer}/group0/kernel"].endswith("CPU:0")
         assert devices[f"{layer}/group1/kernel"].endswith("CPU:1")
+    # The ops too: each tower's convolutions run on its device (forward pass as traced).
+    graph = tf.function(model).get_concrete_function(
+            tf.TensorSpec([2, SIZE, SIZE, 3], tf.float32)).graph
+    convolutions = [op for op in graph.get_operations() if op.type == "Conv2D"]
+    for layer in ("conv1", "conv2", "conv4", "conv5"):
+        for tower, device in (("group0", "CPU:0"), ("group1", "CPU:1")):
+            pattern = re.compile(rf"/{layer}[^/]*/{tower}[^/]*/")  # e.g. .../conv2_1/group0_1/
+            placed = [op.device for op in convolutions if pattern.search(op.name)]
+            assert len(placed) == 1 and placed[0].endswith(device), (layer, tower, placed)
     # And a run with towers trains (the trainer passes tower_devices to the model).
     weights = _train(tmp_path, "towers", tower_devices=("/CPU:0", "/CPU:1"))
     assert all(np.all(np.isfinite(w)) for w in weights)
