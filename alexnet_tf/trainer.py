@@ -287,11 +287,12 @@ class _Run:
                 step = self._train_epoch(epoch, step, min(epoch_end, total_steps), progress,
                                          termination)
                 progress.close()
-                if termination.requested:
-                    self.save(step)
-                    return dict(results, step=step, preempted=True, history=self.history)
-                if step == epoch_end:
+                if step == epoch_end:  # Also before a SIGTERM exit: resume starts clean.
                     results = self._end_of_epoch(epoch, step)
+                if termination.requested:
+                    if self.last_saved_step != step:
+                        self.save(step)
+                    return dict(results, step=step, preempted=True, history=self.history)
         finally:
             progress.close()
         if not results or results.get("step") != step:

@@ -114,6 +114,22 @@ def test_sigterm_saves_and_stops(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGTERM) == previous  # handler restored
 
 
+def test_sigterm_on_the_last_step_of_an_epoch_finishes_the_epoch_first(tmp_path, monkeypatch):
+    update = metrics.Progress.update
+
+    def update_then_sigterm_at_step_4(self, step, loss, learning_rate):
+        if step == 4:  # 32 images / batch 8: the last step of epoch 1
+            os.kill(os.getpid(), signal.SIGTERM)
+        return update(self, step, loss, learning_rate)
+
+    monkeypatch.setattr(metrics.Progress, "update", update_then_sigterm_at_step_4)
+    results = trainer.train_and_evaluate(tiny_config(num_epochs=3), str(tmp_path),
+                                         datasets=tiny_datasets())
+    assert results["preempted"] and results["step"] == 4
+    # The epoch was validated and counted before stopping, so a rerun starts epoch 2.
+    assert [entry["epoch"] for entry in results["history"]] == [1]
+
+
 def test_transfer_learning_retrains_only_fc8(tmp_path):
     source_dir = str(tmp_path / "source")
     trainer.train_and_evaluate(tiny_config(num_epochs=1), source_dir, datasets=tiny_datasets())
