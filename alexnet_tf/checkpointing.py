@@ -47,15 +47,23 @@ def make_manager(checkpoint: tf.train.Checkpoint, directory: str,
                                       checkpoint_name="ckpt")
 
 
-def restore_latest(checkpoint: tf.train.Checkpoint,
-                   manager: tf.train.CheckpointManager) -> Optional[str]:
-    """Restores the latest checkpoint, if any; returns its path (None for a fresh run)."""
-    path = manager.latest_checkpoint
-    if path is None:
-        return None
-    checkpoint.restore(path).assert_existing_objects_matched()
-    logging.info("Resumed from %s", path)
-    return path
+def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restores `path` into `checkpoint`, with a clear error if the input position cannot be.
+
+    Raises:
+      RuntimeError: the saved iterator does not fit this input pipeline (its code, the
+        data or a graph-changing setting such as --deterministic differ).
+    """
+    try:
+        checkpoint.restore(path).assert_existing_objects_matched()
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as error:
+        if "iterator" not in str(error).lower():
+            raise
+        raise RuntimeError(
+                f"cannot restore the input pipeline's position from {path}: the pipeline "
+                "differs from the one that saved it (changed code or data). Rerun with the "
+                "code and data that wrote it, or keep only the weights: a new --model_dir "
+                f"with --init_checkpoint={path}.") from error
 
 
 def resolve_init_checkpoint(path: str) -> tuple:

@@ -116,6 +116,11 @@ class TrainConfig:
     precision: str = _field("fp32", "Compute precision (variables stay float32).",
                             choices=PRECISIONS)
     jit_compile: bool = _field(False, "XLA-compile the train step.")
+    deterministic: bool = _field(False, "Deterministic TensorFlow ops (slower on GPU): a "
+                                 "killed and resumed run then ends with bit-identical "
+                                 "weights; the entry point enables it at start-up. It "
+                                 "changes the input pipeline's graph, so a run cannot "
+                                 "resume with another value.")
     # Checkpoints and logs.
     checkpoint_every_steps: int = _field(1000, "Save a checkpoint every N steps (and at each "
                                          "epoch end).")

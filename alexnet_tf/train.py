@@ -78,6 +78,9 @@ def main(argv):
     del argv  # Unused.
     from alexnet_tf import trainer  # Imports TensorFlow: after flag parsing (fast --help).
     config = config_from_flags()
+    if config.deterministic:
+        import tensorflow as tf  # Process-wide: set here, before any op runs.
+        tf.config.experimental.enable_op_determinism()
     if config.make_demo_data:
         prepare_demo_data(config)
     try:

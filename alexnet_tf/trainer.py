@@ -165,7 +165,7 @@ class _Run:
         # Every worker restores the chief's checkpoint (model_dir must be shared).
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         if latest is not None:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            checkpointing.restore(self.checkpoint, latest)
             logging.info("Resumed from %s", latest)
             self.last_saved_step = int(self.step.numpy())
             if self.iterator_checkpoint is not None:

@@ -104,6 +104,9 @@ def test_resume_compatibility():
     with pytest.raises(ValueError, match=r"batch_size: saved 128, now 64(.|\n)*learning_rate"):
         config_lib.check_compatible(saved, config_lib.TrainConfig(
                 data_dir="/d", num_classes=10, batch_size=64, learning_rate=0.02))
+    with pytest.raises(ValueError, match="deterministic"):  # changes the pipeline's graph
+        config_lib.check_compatible(saved, config_lib.TrainConfig(
+                data_dir="/d", num_classes=10, deterministic=True))
     with pytest.raises(ValueError, match="model"):
         config_lib.check_compatible(saved, config_lib.TrainConfig(
                 data_dir="/d", num_classes=10, width_multiplier=0.5))

@@ -82,6 +82,15 @@ def test_rerun_resumes_and_extends(tmp_path):
                                    datasets=tiny_datasets())
 
 
+def test_resume_with_another_input_pipeline_is_a_clear_error(tmp_path):
+    model_dir = str(tmp_path / "run")
+    trainer.train_and_evaluate(tiny_config(num_epochs=1), model_dir, datasets=tiny_datasets())
+    other = tiny_datasets()
+    other.train = other.train.map(lambda images, labels: (images * 1.0, labels))
+    with pytest.raises(RuntimeError, match="input pipeline's position"):
+        trainer.train_and_evaluate(tiny_config(num_epochs=2), model_dir, datasets=other)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     model_dir = str(tmp_path / "run")
     # A learning rate this large makes the loss overflow within a few steps.
