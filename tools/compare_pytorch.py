@@ -341,14 +341,15 @@ def format_rows(rows, spec, torch_version: str) -> str:
              f"{torch_version} (fp32); medians of {FLAGS.num_runs} alternating runs.", "",
              f"`python tools/compare_pytorch.py {' '.join(sys.argv[1:])}`", "",
              "| mode | batch | alexnet_tf images/s | PyTorch images/s (best setting) "
-             "| other PyTorch settings | alexnet_tf / PyTorch |",
-             "|---|---|---|---|---|---|"]
+             "| other PyTorch settings | alexnet_tf / PyTorch: per round (median) "
+             "| ratio of the medians |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
         others = ", ".join(f"{key} {value:.1f}" for key, value in row["torch"].items()
                            if key not in ("tf", row["best"]))
         lines.append(f"| {row['mode']} | {row['batch_size']} | {row['tf']:.1f} | "
                      f"{row['torch'][row['best']]:.1f} ({row['best']}) | {others or '-'} | "
-                     f"{row['ratio']:.2f}x |")
+                     f"{row['ratio']:.2f}x | {row['tf'] / row['torch'][row['best']]:.2f}x |")
     return "\n".join(lines)
 
 
