@@ -39,6 +39,7 @@ MODES = ("train", "inference")
 # Square matmul size for the machine's rate: 2048^3 * 2 = 17 GFLOP, large enough to
 # reach the GEMM kernel's steady rate, small enough for ~0.1 s per product on 2 cores.
 MATMUL_SIZE = 2048
+_DTYPE_KEYS = {"float32": "fp32", "bfloat16": "bf16"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,14 +334,14 @@ def paired_ratios(results: Sequence[Result]) -> List[str]:
     return lines
 
 
-_DTYPE_KEYS = {"float32": "fp32", "bfloat16": "bf16"}
-
 
 def format_table(results: Sequence[Result], command: str = "") -> str:
     """A markdown table of results, headed by the date, machine and command."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"Measured {now} on {os.cpu_count()} logical CPUs ({platform.processor() or platform.machine()}),"
-             f" TensorFlow {tf.__version__}, Keras {keras.__version__}; medians of the runs.",
+    processor = platform.processor() or platform.machine()
+    lines = [f"Measured {now} on {os.cpu_count()} logical CPUs ({processor}), load average "
+             f"{os.getloadavg()[0]:.1f} at the end (other jobs share the machine), TensorFlow "
+             f"{tf.__version__}, Keras {keras.__version__}; medians of the runs.",
              ""]
     if command:
         lines += [f"`{command}`", ""]

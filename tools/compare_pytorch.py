@@ -236,7 +236,8 @@ def torch_config(model) -> dict:
     widths = [model.get_layer(f"conv{i}").filters for i in range(1, 6)]
     widths += [model.get_layer("fc6").units, model.get_layer("fc7").units]
     return dict(widths=widths, num_classes=model.get_layer("fc8").units,
-                input_size=model.input_shape[1], pool5_size=model.get_layer("pool5").output.shape[1],
+                input_size=model.input_shape[1],
+                pool5_size=model.get_layer("pool5").output.shape[1],
                 dropout_rate=model.get_layer("dropout6").rate)
 
 
@@ -335,8 +336,8 @@ def format_rows(rows, spec, torch_version: str) -> str:
     import datetime
     import tensorflow as tf
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"{now}, {os.cpu_count()} logical CPUs shared with other engineers' jobs, "
-             f"{FLAGS.threads} threads each; TensorFlow {tf.__version__} "
+    lines = [f"{now}, {os.cpu_count()} logical CPUs, load average {os.getloadavg()[0]:.1f} at "
+             f"the end (other jobs share the machine), {FLAGS.threads} threads each; TensorFlow {tf.__version__} "
              f"({spec.precision}, XLA {'on' if spec.jit_compile else 'off'}) vs PyTorch "
              f"{torch_version} (fp32); medians of {FLAGS.num_runs} alternating runs.", "",
              f"`python tools/compare_pytorch.py {' '.join(sys.argv[1:])}`", "",
