@@ -153,7 +153,7 @@ def make_matmul_runner(dtype: str = "float32", size: int = MATMUL_SIZE,
     a = tf.cast(tf.random.stateless_normal((size, size), seed=(1, 2)), dtype)
     b = tf.cast(tf.random.stateless_normal((size, size), seed=(3, 4)) / size, dtype)
 
-    @tf.function
+    @tf.function(autograph=False)  # the Python loop unrolls; nothing to convert
     def products(x):
         for _ in range(num_products):
             x = tf.linalg.matmul(x, b)
