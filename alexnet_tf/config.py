@@ -27,13 +27,14 @@ STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("fp32", "mixed_float16", "mixed_bfloat16")
 MEAN_MODES = preprocessing.MEAN_MODES
 OPTIMIZERS = ("paper_sgd", "adam")
+DATA_SOURCES = ("records", "tfds")
 LR_SCALINGS = optimizer.LR_SCALINGS
 COMMUNICATIONS = cluster.COMMUNICATIONS
 
 # Settings a resumed run may change: where things are and how the run is executed,
 # not what is learned. Everything else must equal the saved config.json.
 RESUMABLE_CHANGES = frozenset({
-        "data_dir", "num_epochs", "checkpoint_every_steps", "keep_checkpoints",
+        "data_dir", "tfds_data_dir", "num_epochs", "checkpoint_every_steps", "keep_checkpoints",
         "log_every_steps", "strategy", "devices", "tower_devices", "jit_compile",
         "progress_bar", "make_demo_data", "demo_dir", "max_steps", "summary_images",
         "data_service", "communication",
@@ -51,6 +52,12 @@ class TrainConfig:
     # Data.
     data_dir: str = _field("", "Directory of TFRecords written by tools/convert_imagenet.py "
                            "(train-*, validation-*, labels.json, manifest.json).")
+    data_source: str = _field("records", "'records': the TFRecords of tools/convert_imagenet.py "
+                              "in --data_dir; 'tfds': a prepared tensorflow-datasets "
+                              "imagenet2012 build in --tfds_data_dir, read through the same "
+                              "pipeline and preprocessing.", choices=DATA_SOURCES)
+    tfds_data_dir: str = _field("", "With --data_source=tfds: the TFDS data_dir holding "
+                                "imagenet2012/<version>/ (or that version directory).")
     stats_path: str = _field("", "Colour statistics (.npz from tools/compute_stats.py); "
                              "'' = data_dir/stats.npz if present, else the shipped ImageNet "
                              "values.")
@@ -143,7 +150,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting and what was expected."""
         for name, choices in (("model", MODELS), ("optimizer", OPTIMIZERS),
-                              ("variant", VARIANTS),
+                              ("variant", VARIANTS), ("data_source", DATA_SOURCES),
                               ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS), ("mean_mode", MEAN_MODES),
                               ("lr_scaling", LR_SCALINGS), ("communication", COMMUNICATIONS)):
@@ -185,7 +192,14 @@ class TrainConfig:
         if self.resize_size < self.input_size:
             raise ValueError(f"resize_size ({self.resize_size}) must be >= input_size "
                              f"({self.input_size})")
-        if not (self.data_dir or self.synthetic_data):
+        if self.data_source == "tfds":
+            if not self.tfds_data_dir:
+                raise ValueError("data_source='tfds' needs --tfds_data_dir (the TFDS data_dir "
+                                 "holding a prepared imagenet2012 build)")
+            if self.make_demo_data:
+                raise ValueError("make_demo_data writes converter records: it needs "
+                                 "--data_source=records")
+        elif not (self.data_dir or self.synthetic_data):
             raise ValueError("data_dir is required (a directory of TFRecords from "
                              "tools/convert_imagenet.py) unless --synthetic_data")
 

@@ -392,60 +392,6 @@ def build_dataset(data_dir: str, split: str, *, global_batch_size: int, training
                             skip_bad_records=skip_bad_records, **kwargs)
 
 
-def _tfds_builder(tfds_data_dir: str, dataset_name: str):
-    import tensorflow_datasets as tfds  # Local import: only this data source needs it.
-    if os.path.exists(os.path.join(tfds_data_dir, "dataset_info.json")):
-        return tfds.builder_from_directory(tfds_data_dir)
-    try:
-        return tfds.builder(dataset_name, data_dir=tfds_data_dir)
-    except Exception as error:  # TFDS raises several types for a missing build.
-        raise FileNotFoundError(
-                f"no prepared tensorflow-datasets {dataset_name!r} build under {tfds_data_dir!r} "
-                f"(expected {tfds_data_dir}/{dataset_name}/<version>/dataset_info.json, or a "
-                f"version directory itself): {error}") from error
-
-
-def build_tfds_dataset(tfds_data_dir: str, split: str, *, global_batch_size: int,
-                       training: bool, seed: int, stats: stats_lib.ImageStats,
-                       num_classes: Optional[int] = None, dataset_name: str = "imagenet2012",
-                       **kwargs) -> tf.data.Dataset:
-    """`build_dataset` over a tensorflow-datasets build of ImageNet (already prepared).
-
-    The TFDS records are read directly (no `as_dataset`), so the same sharding, seeded
-    order, checkpointable iterator and preprocessing apply. TFDS's imagenet2012 labels are
-    indices into the sorted synsets: the same labels as this project's records.
-
-    Args:
-      tfds_data_dir: the `data_dir` given to TFDS (holding imagenet2012/<version>/), or
-        the version directory itself.
-      split: a split of the build, e.g. "train" or "validation".
-      dataset_name: the TFDS name (a build with "image" and "label" features).
-      global_batch_size, training, seed, stats, num_classes, **kwargs: as for `build_dataset`.
-
-    Raises:
-      FileNotFoundError: no such build. ValueError: no such split.
-    """
-    import tensorflow_datasets as tfds  # Local import: only this data source needs it.
-    builder = _tfds_builder(tfds_data_dir, dataset_name)
-    if split not in builder.info.splits:
-        raise ValueError(f"split {split!r} not in the TFDS build at {tfds_data_dir!r}; it has "
-                         f"{sorted(builder.info.splits)}")
-    features = builder.info.features
-    files = sorted(str(path) for path in builder.info.splits[split].filepaths)
-    if num_classes is None:
-        num_classes = features["label"].num_classes
-
-    def parse(serialized):
-        # SkipDecoding keeps the JPEG bytes, so the crop window is all that gets decoded.
-        example = features.deserialize_example(
-                serialized, decoders={"image": tfds.decode.SkipDecoding()})
-        return example["image"], example["label"]
-
-    return build_from_files(files, parse, global_batch_size=global_batch_size,
-                            training=training, seed=seed, stats=stats, num_classes=num_classes,
-                            **kwargs)
-
-
 def synthetic_dataset(*, global_batch_size: int, crop_size: int = 224, num_classes: int = 1000,
                       seed: int = 0, input_context=None) -> tf.data.Dataset:
     """One random batch, repeated forever: for benchmarks and smoke runs (no I/O).

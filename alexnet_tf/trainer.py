@@ -81,6 +81,11 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool):
             target = os.path.join(model_dir, schema.LABELS_FILE)
             shutil.copyfile(datasets.labels_file, target + ".tmp")
             os.replace(target + ".tmp", target)
+        elif datasets.labels:
+            target = os.path.join(model_dir, schema.LABELS_FILE)
+            with open(target + ".tmp", "w") as f:
+                json.dump(datasets.labels, f, indent=1)
+            os.replace(target + ".tmp", target)
     return config
 
 

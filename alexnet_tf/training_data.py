@@ -29,12 +29,15 @@ class Datasets:
       num_train_examples: images per training epoch.
       num_classes: number of labels.
       labels_file: the data's labels.json to copy into model_dir, or None.
+      labels: the label list itself ([{"index", "synset", "name"}, ...]) when the data
+        has no labels.json (a TFDS build), or None.
     """
     train: tf.data.Dataset
     validation: Callable[[], tf.data.Dataset]
     num_train_examples: int
     num_classes: int
     labels_file: Optional[str] = None
+    labels: Optional[list] = None
 
 
 def _input_context(strategy):
@@ -61,7 +64,6 @@ def _num_train_examples(data_dir: str) -> int:
 def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "") -> Datasets:
     """The training and validation data of `config` through the project's input pipeline."""
     from alexnet_tf import input_pipeline  # Local import: tests may bring their own data.
-    from alexnet_tf import stats as stats_lib
     context = _input_context(strategy)
     if config.synthetic_data:
         num_classes = config.num_classes or 1000
@@ -71,20 +73,13 @@ def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "")
         return Datasets(train=synthetic, validation=lambda: synthetic.take(1),
                         num_train_examples=config.batch_size * (config.steps_per_epoch or 100),
                         num_classes=num_classes)
+    if config.data_source == "tfds":
+        return _tfds_datasets(config, context, model_dir)
     num_classes = input_pipeline.read_num_classes(config.data_dir) or config.num_classes
     if not num_classes:
         raise ValueError(f"no {schema.LABELS_FILE} in {config.data_dir!r}: set --num_classes")
-    stats_path = config.stats_path or None
-    if stats_path is None and os.path.exists(os.path.join(config.data_dir, schema.STATS_FILE)):
-        stats_path = os.path.join(config.data_dir, schema.STATS_FILE)
-    common = dict(global_batch_size=config.batch_size, seed=config.seed,
-                  stats=stats_lib.load_stats(stats_path), crop_size=config.input_size,
-                  resize_size=config.resize_size, mean_mode=config.mean_mode,
-                  num_classes=num_classes, input_context=context)
-    # With the tf.data service the trainers of one run (the same --model_dir, as
-    # typed on every worker) share one job: each batch goes to one of them.
-    service = dict(data_service=config.data_service,
-                   data_service_job=f"alexnet_tf:{model_dir}") if config.data_service else {}
+    common = _pipeline_args(config, num_classes, context)
+    service = _service_args(config, model_dir)
     train = input_pipeline.build_dataset(config.data_dir, schema.TRAIN, training=True,
                                          **common, **service)
     return Datasets(
@@ -93,3 +88,43 @@ def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "")
                     config.data_dir, schema.VALIDATION, training=False, **common),
             num_train_examples=_num_train_examples(config.data_dir), num_classes=num_classes,
             labels_file=os.path.join(config.data_dir, schema.LABELS_FILE))
+
+
+def _pipeline_args(config: config_lib.TrainConfig, num_classes: int, context) -> dict:
+    """Arguments every data source passes to the input pipeline."""
+    from alexnet_tf import stats as stats_lib
+    stats_path = config.stats_path or None
+    if (stats_path is None and config.data_dir
+            and os.path.exists(os.path.join(config.data_dir, schema.STATS_FILE))):
+        stats_path = os.path.join(config.data_dir, schema.STATS_FILE)
+    return dict(global_batch_size=config.batch_size, seed=config.seed,
+                stats=stats_lib.load_stats(stats_path), crop_size=config.input_size,
+                resize_size=config.resize_size, mean_mode=config.mean_mode,
+                num_classes=num_classes, input_context=context)
+
+
+def _service_args(config: config_lib.TrainConfig, model_dir: str) -> dict:
+    # With the tf.data service the trainers of one run (the same --model_dir, as
+    # typed on every worker) share one job: each batch goes to one of them.
+    if not config.data_service:
+        return {}
+    return dict(data_service=config.data_service, data_service_job=f"alexnet_tf:{model_dir}")
+
+
+def _tfds_datasets(config: config_lib.TrainConfig, context, model_dir: str) -> Datasets:
+    """A prepared TFDS imagenet2012 build through the same pipeline (--data_source=tfds)."""
+    from alexnet_tf import tfds_input
+    num_train, num_classes, names = tfds_input.split_info(config.tfds_data_dir, schema.TRAIN)
+    if config.num_classes and config.num_classes != num_classes:
+        raise ValueError(f"num_classes={config.num_classes} but the TFDS build at "
+                         f"{config.tfds_data_dir!r} has {num_classes} classes")
+    common = _pipeline_args(config, num_classes, context)
+    train = tfds_input.build_tfds_dataset(config.tfds_data_dir, schema.TRAIN, training=True,
+                                          **common, **_service_args(config, model_dir))
+    # TFDS's imagenet2012 class names are the synset ids, in the same sorted order.
+    labels = [dict(index=index, synset=name, name="") for index, name in enumerate(names)]
+    return Datasets(
+            train=train,
+            validation=lambda: tfds_input.build_tfds_dataset(
+                    config.tfds_data_dir, schema.VALIDATION, training=False, **common),
+            num_train_examples=num_train, num_classes=num_classes, labels=labels)
