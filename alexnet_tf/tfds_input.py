@@ -17,21 +17,29 @@ from alexnet_tf import input_pipeline
 from alexnet_tf import stats as stats_lib
 
 
-def _tfds_builder(tfds_data_dir: str, dataset_name: str):
-    """The builder of a PREPARED build; FileNotFoundError when there is none."""
+def _tfds_builder(tfds_data_dir: str, dataset_name: str, split: str):
+    """The builder of a PREPARED build that has `split`.
+
+    Raises:
+      FileNotFoundError: no prepared build. ValueError: the build has no such split.
+    """
     import tensorflow_datasets as tfds  # Local import: only this data source needs it.
     expected = (f"expected {tfds_data_dir}/{dataset_name}/<version>/dataset_info.json, or a "
                 f"version directory itself")
     if os.path.exists(os.path.join(tfds_data_dir, "dataset_info.json")):
-        return tfds.builder_from_directory(tfds_data_dir)
-    try:
-        builder = tfds.builder(dataset_name, data_dir=tfds_data_dir)
-    except Exception as error:  # TFDS raises several types for a missing build.
-        raise FileNotFoundError(f"no prepared tensorflow-datasets {dataset_name!r} build under "
-                                f"{tfds_data_dir!r} ({expected}): {error}") from error
+        builder = tfds.builder_from_directory(tfds_data_dir)
+    else:
+        try:
+            builder = tfds.builder(dataset_name, data_dir=tfds_data_dir)
+        except Exception as error:  # TFDS raises several types for a missing build.
+            raise FileNotFoundError(f"no prepared tensorflow-datasets {dataset_name!r} build "
+                                    f"under {tfds_data_dir!r} ({expected}): {error}") from error
     if not builder.info.splits:  # tfds.builder succeeds on an empty directory.
         raise FileNotFoundError(f"no prepared tensorflow-datasets {dataset_name!r} build under "
                                 f"{tfds_data_dir!r} ({expected})")
+    if split not in builder.info.splits:
+        raise ValueError(f"split {split!r} not in the TFDS build at {tfds_data_dir!r}; it has "
+                         f"{sorted(builder.info.splits)}")
     return builder
 
 
@@ -56,10 +64,7 @@ def build_tfds_dataset(tfds_data_dir: str, split: str, *, global_batch_size: int
       FileNotFoundError: no such build. ValueError: no such split.
     """
     import tensorflow_datasets as tfds  # Local import: only this data source needs it.
-    builder = _tfds_builder(tfds_data_dir, dataset_name)
-    if split not in builder.info.splits:
-        raise ValueError(f"split {split!r} not in the TFDS build at {tfds_data_dir!r}; it has "
-                         f"{sorted(builder.info.splits)}")
+    builder = _tfds_builder(tfds_data_dir, dataset_name, split)
     features = builder.info.features
     files = sorted(str(path) for path in builder.info.splits[split].filepaths)
     if num_classes is None:
@@ -82,9 +87,6 @@ def split_info(tfds_data_dir: str, split: str, dataset_name: str = "imagenet2012
     Raises:
       FileNotFoundError: no such build. ValueError: no such split.
     """
-    builder = _tfds_builder(tfds_data_dir, dataset_name)
-    if split not in builder.info.splits:
-        raise ValueError(f"split {split!r} not in the TFDS build at {tfds_data_dir!r}; it has "
-                         f"{sorted(builder.info.splits)}")
+    builder = _tfds_builder(tfds_data_dir, dataset_name, split)
     label = builder.info.features["label"]
     return builder.info.splits[split].num_examples, label.num_classes, list(label.names)
