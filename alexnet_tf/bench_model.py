@@ -53,10 +53,12 @@ class ModelSpec:
     width_multiplier: float = 1.0
     precision: str = "fp32"
     jit_compile: bool = False
+    lrn_bfloat16: bool = False
 
     def build_kwargs(self) -> dict:
         kwargs = dict(name=self.name, num_classes=self.num_classes,
-                      input_size=self.input_size, width_multiplier=self.width_multiplier)
+                      input_size=self.input_size, width_multiplier=self.width_multiplier,
+                      lrn_bfloat16=self.lrn_bfloat16)
         if self.name == "alexnet":
             kwargs["variant"] = self.variant
         return kwargs

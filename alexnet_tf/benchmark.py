@@ -60,6 +60,8 @@ flags.DEFINE_integer("model_warmup", 3, "Untimed model steps before the first ru
 flags.DEFINE_integer("input_size", 224, "Image side S of the (S, S, 3) input.")
 flags.DEFINE_integer("num_classes", 1000, "Number of logits.")
 flags.DEFINE_float("width_multiplier", 1.0, "Scales every width (1.0 is the paper).")
+flags.DEFINE_bool("lrn_bfloat16", False, "Under mixed_bfloat16, compute LRN in bfloat16 "
+                  "(models' lrn_bfloat16) instead of float32.")
 flags.DEFINE_string("device", None, "Device for the model, e.g. /GPU:0 (default: TF's choice).")
 flags.DEFINE_bool("isolate", True, "Measure each row in its own process (own peak memory).")
 flags.DEFINE_bool("interleave", False, "Measure all rows in this process, round-robin, and "
@@ -109,7 +111,8 @@ def _model_spec(precision: str) -> bench_model.ModelSpec:
     return bench_model.ModelSpec(name=FLAGS.model_name, variant=FLAGS.variant,
                                  num_classes=FLAGS.num_classes, input_size=FLAGS.input_size,
                                  width_multiplier=FLAGS.width_multiplier, precision=precision,
-                                 jit_compile=FLAGS.jit_compile)
+                                 jit_compile=FLAGS.jit_compile,
+                                 lrn_bfloat16=FLAGS.lrn_bfloat16)
 
 
 def _model_rows():

@@ -71,12 +71,13 @@ class LocalResponseNormalization(keras.layers.Layer):
     one GEMM per layer, which is fast on CPU and GPU and exports to TF Serving. The
     gradient is written by hand (one more banded GEMM and four elementwise passes, reusing
     the forward's window sum), which is cheaper than differentiating the chain of ops.
-    float16 inputs are normalised in float32 (the sum of squares of float16 activations
-    overflows easily); bfloat16 inputs are normalised in bfloat16: it has float32's
-    exponent range and the GEMM accumulates in float32, so the only cost is a few
-    bfloat16 roundings (output within about 1.5% of float32, gradient within about 1% of
-    its largest entry), for half the time of casting to float32 and back. The result has
-    the layer's compute dtype.
+    Under a mixed-precision policy the layer computes in float32 (the sum of squares of
+    float16 activations overflows easily) and returns the layer's compute dtype.
+    `bfloat16_compute=True` is an opt-in for speed under mixed_bfloat16: bfloat16 inputs
+    are then normalised in bfloat16 (float32's exponent range, and the GEMM accumulates in
+    float32), costing a few bfloat16 roundings (output within about 1.5% of float32,
+    gradient within about 1% of its largest entry) for about half the time of casting to
+    float32 and back.
 
     Args:
       size: window size n, an odd integer >= 1 (the paper uses 5).
@@ -86,6 +87,7 @@ class LocalResponseNormalization(keras.layers.Layer):
       convention: "paper" (alpha * sum) or "caffe" (alpha / size * sum).
       groups: number of independent channel blocks (2 for the paper's towers).
       devices: optional list of `groups` device names; each block is computed there.
+      bfloat16_compute: normalise bfloat16 inputs in bfloat16 instead of float32.
       **kwargs: passed to `keras.layers.Layer` (name, dtype...).
 
     Raises:
@@ -95,7 +97,8 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def __init__(self, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75,
                  convention: str = "paper", groups: int = 1,
-                 devices: Optional[Sequence[str]] = None, **kwargs):
+                 devices: Optional[Sequence[str]] = None, bfloat16_compute: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         name = f"LocalResponseNormalization({self.name})"
         if (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1
@@ -115,6 +118,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.convention = convention
+        self.bfloat16_compute = bool(bfloat16_compute)
         self.groups = _positive_int(groups, "groups", name)
         self.devices = _check_devices(devices, self.groups, name)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
@@ -145,7 +149,8 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def _normalize(self, inputs, band):
         """inputs (..., C) in any float dtype -> normalised (..., C), bfloat16 or float32."""
-        dtype = tf.bfloat16 if inputs.dtype == tf.bfloat16 else tf.float32
+        bfloat16 = self.bfloat16_compute and inputs.dtype == tf.bfloat16
+        dtype = tf.bfloat16 if bfloat16 else tf.float32
         x = tf.cast(inputs, dtype)
         num_channels = band.shape[0]
         # (batch*H*W, C): one row of channels per spatial position.
@@ -207,6 +212,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         config = super().get_config()
         config.update(size=self.size, k=self.k, alpha=self.alpha, beta=self.beta,
                       convention=self.convention, groups=self.groups,
+                      bfloat16_compute=self.bfloat16_compute,
                       devices=list(self.devices) if self.devices else None)
         return config
 

@@ -100,12 +100,13 @@ def _classifier(x, widths, num_classes, dropout_rate, bias_one=True):
                           **_init_args("fc8", bias_one))(x)
 
 
-def _lrn(name, use_lrn, lrn_convention, groups=1, devices=None):
+def _lrn(name, use_lrn, lrn_convention, groups=1, devices=None, lrn_bfloat16=False):
     """Returns the paper's LRN (n=5, k=2, alpha=1e-4, beta=0.75) or None when disabled."""
     if not use_lrn:
         return None
     return LocalResponseNormalization(size=5, k=2.0, alpha=1e-4, beta=0.75,
                                       convention=lrn_convention, groups=groups,
+                                      bfloat16_compute=lrn_bfloat16,
                                       devices=devices, name=name)
 
 
@@ -116,7 +117,7 @@ def _pool(name, tower_devices):
     return keras.layers.MaxPooling2D(3, 2, name=name)
 
 
-def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices):
+def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices, lrn_bfloat16=False):
     """The paper's two-tower conv1..pool5. x: (batch, 227, 227, 3) -> (batch, 6, 6, 256)."""
     towers = dict(groups=NUM_TOWERS, devices=tower_devices)
     # conv1: both towers see the whole image, 48 kernels each. (batch, 55, 55, 96)
@@ -124,12 +125,12 @@ def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices):
                       name="conv1", **towers, **_init_args("conv1"))(x)
     # The paper normalises and pools each tower's maps on its own GPU; LRN's window
     # stays inside a tower in every mode so one-device and two-device nets agree.
-    for layer in (_lrn("norm1", use_lrn, lrn_convention, **towers),
+    for layer in (_lrn("norm1", use_lrn, lrn_convention, **towers, lrn_bfloat16=lrn_bfloat16),
                   _pool("pool1", tower_devices)):  # (batch, 27, 27, 96)
         x = layer(x) if layer is not None else x
     x = GroupedConv2D(widths[1], 5, padding="same", activation="relu", name="conv2",
                       **towers, **_init_args("conv2"))(x)  # (batch, 27, 27, 256)
-    for layer in (_lrn("norm2", use_lrn, lrn_convention, **towers),
+    for layer in (_lrn("norm2", use_lrn, lrn_convention, **towers, lrn_bfloat16=lrn_bfloat16),
                   _pool("pool2", tower_devices)):  # (batch, 13, 13, 256)
         x = layer(x) if layer is not None else x
     # conv3 is where the towers exchange: every kernel sees all 256 maps. (batch, 13, 13, 384)
@@ -165,7 +166,8 @@ def _one_tower_features(x, widths, input_size):
 def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 224,
             dropout_rate: float = 0.5, use_lrn: bool = True,
             tower_devices: Optional[Sequence[str]] = None, width_multiplier: float = 1.0,
-            lrn_convention: str = "paper", name: Optional[str] = None) -> keras.Model:
+            lrn_convention: str = "paper", lrn_bfloat16: bool = False,
+            name: Optional[str] = None) -> keras.Model:
     """Builds AlexNet.
 
     Args:
@@ -186,6 +188,8 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
       width_multiplier: scales every conv and hidden fc width (rounded to even), for
         small demo networks; 1.0 is the paper.
       lrn_convention: "paper" (alpha * sum) or "caffe" (alpha / size * sum).
+      lrn_bfloat16: under mixed_bfloat16, compute LRN in bfloat16 (faster) instead of
+        float32 (the default); see LocalResponseNormalization's `bfloat16_compute`.
       name: model name; default "alexnet" or "alexnet_one_tower".
 
     Returns:
@@ -211,7 +215,7 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
         padding = _paper_conv1_padding(input_size)
         x = keras.layers.ZeroPadding2D(padding, name="conv1_pad")(inputs) if padding else inputs
         x = _paper_features(x, widths, use_lrn, lrn_convention,
-                            tuple(tower_devices) if tower_devices else None)
+                            tuple(tower_devices) if tower_devices else None, lrn_bfloat16)
     else:
         widths = _scaled_widths(ONE_TOWER_WIDTHS, width_multiplier)
         x = _one_tower_features(inputs, widths, input_size)
@@ -222,7 +226,8 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
 
 def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
           dropout_rate: float = 0.5, use_lrn: bool = True, width_multiplier: float = 1.0,
-          lrn_convention: str = "paper", name: Optional[str] = None) -> keras.Model:
+          lrn_convention: str = "paper", lrn_bfloat16: bool = False,
+          name: Optional[str] = None) -> keras.Model:
     """Builds ZFNet (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks").
 
     conv1 96 7x7 stride 2 (pad 1) -> pool -> LRN; conv2 256 5x5 stride 2 -> pool -> LRN;
@@ -240,6 +245,7 @@ def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
       use_lrn: whether to normalise after pool1 and pool2.
       width_multiplier: scales every conv and hidden fc width, for demos.
       lrn_convention: "paper" or "caffe" (see alexnet_tf.layers.LocalResponseNormalization).
+      lrn_bfloat16: compute LRN in bfloat16 under mixed_bfloat16 (default float32).
       name: model name; default "zfnet" or "zfnet_wide".
 
     Returns:
@@ -261,11 +267,11 @@ def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
     x = keras.layers.Conv2D(widths[0], 7, strides=2, activation="relu", name="conv1",
                             **_init_args("conv1", bias_one=False))(x)  # (batch, 110, 110, 96)
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool1")(x)  # (batch, 55, 55, 96)
-    x = _lrn("norm1", use_lrn, lrn_convention)(x) if use_lrn else x
+    x = _lrn("norm1", use_lrn, lrn_convention, lrn_bfloat16=lrn_bfloat16)(x) if use_lrn else x
     x = keras.layers.Conv2D(widths[1], 5, strides=2, activation="relu", name="conv2",
                             **_init_args("conv2", bias_one=False))(x)  # (batch, 26, 26, 256)
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool2")(x)  # (batch, 13, 13, 256)
-    x = _lrn("norm2", use_lrn, lrn_convention)(x) if use_lrn else x
+    x = _lrn("norm2", use_lrn, lrn_convention, lrn_bfloat16=lrn_bfloat16)(x) if use_lrn else x
     for index in (3, 4, 5):  # (batch, 13, 13, 384 / 384 / 256)
         layer_name = f"conv{index}"
         x = keras.layers.Conv2D(widths[index - 1], 3, padding="same", activation="relu",

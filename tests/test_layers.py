@@ -128,12 +128,25 @@ def test_lrn_hand_written_gradient_matches_tf_nn_lrn(groups, beta):
                                atol=1e-5 * np.abs(expected).max())
 
 
-def test_lrn_under_mixed_bfloat16_stays_close_to_float32():
+def test_lrn_computes_in_float32_under_mixed_precision():
+    """Issues 2 and 5: under mixed_float16 / mixed_bfloat16 LRN computes in float32."""
+    x = np.random.RandomState(9).normal(0, 60, (2, 3, 3, 16)).astype(np.float32)
+    for policy, dtype in (("mixed_bfloat16", tf.bfloat16), ("mixed_float16", tf.float16)):
+        out = LocalResponseNormalization(groups=2, dtype=policy)(x)
+        assert out.dtype == dtype
+        # The same low-precision input normalised in float32, then rounded once.
+        rounded_input = tf.cast(tf.cast(x, dtype), tf.float32)
+        expected = tf.cast(LocalResponseNormalization(groups=2)(rounded_input), dtype)
+        np.testing.assert_array_equal(tf.cast(out, tf.float32).numpy(),
+                                      tf.cast(expected, tf.float32).numpy())
+
+
+def test_lrn_bfloat16_compute_stays_close_to_float32():
     x = tf.constant(np.random.RandomState(6).normal(0, 60, (2, 3, 3, 16)).astype(np.float32))
     weights = tf.constant(np.random.RandomState(7).normal(0, 1, x.shape).astype(np.float32))
     results = []
     for dtype in ("float32", "mixed_bfloat16"):
-        layer = LocalResponseNormalization(groups=2, dtype=dtype)
+        layer = LocalResponseNormalization(groups=2, dtype=dtype, bfloat16_compute=True)
         with tf.GradientTape() as tape:
             tape.watch(x)
             out = layer(x)
