@@ -254,14 +254,22 @@ class _Run:
                     tf.summary.scalar("loss", loss)
                     tf.summary.scalar("learning_rate", learning_rate)
                     tf.summary.scalar("images_per_second", images_per_second)
-            if self.task.is_multi_worker:
-                # Workers must stop at the same step: a SIGTERM seen by one stops all.
-                termination.requested = cluster.any_worker(self.strategy, termination.requested)
-            if termination.requested:
+            if self._agreed_stop(termination):
                 return step
             if step % config.checkpoint_every_steps == 0 and step < end_step:
                 self.save(step)
         return step
+
+    def _agreed_stop(self, termination) -> bool:
+        """Whether to stop now: a SIGTERM seen by any worker stops all at the same step.
+
+        Every worker calls this at the same points (after each step, after each epoch),
+        so the collective lines up. The handler's flag is only read here, never
+        overwritten: a signal arriving during the all-reduce is seen at the next call.
+        """
+        if self.task.is_multi_worker:
+            return cluster.any_worker(self.strategy, termination.requested)
+        return termination.requested
 
     def _set_warmup(self, steps_per_epoch: int) -> None:
         """Gradual warm-up (Goyal et al.): from the base rate up to the scaled one."""
@@ -294,7 +302,9 @@ class _Run:
                 progress.close()
                 if step == epoch_end:  # Also before a SIGTERM exit: resume starts clean.
                     results = self._end_of_epoch(epoch, step)
-                if termination.requested:
+                # Agreed again: a SIGTERM that arrived during validation must not stop one
+                # worker while the others go on into the next epoch's all-reduce.
+                if self._agreed_stop(termination):
                     if self.last_saved_step != step:
                         self.save(step)
                     return dict(results, step=step, preempted=True, history=self.history)
