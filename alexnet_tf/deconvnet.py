@@ -28,12 +28,13 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import layers as alexnet_layers
+from alexnet_tf import lrn
 
 # Max-pools: Keras' and the per-tower one (its pooling is an inner MaxPooling2D `pool`).
 _GROUPED_POOL = getattr(alexnet_layers, "GroupedMaxPooling2D", None)
 _POOL_LAYERS = (keras.layers.MaxPooling2D,) + ((_GROUPED_POOL,) if _GROUPED_POOL else ())
 # Layers the downward pass treats as identity (see module docstring).
-_IDENTITY_LAYERS = (alexnet_layers.LocalResponseNormalization, keras.layers.Dropout,
+_IDENTITY_LAYERS = (lrn.LocalResponseNormalization, keras.layers.Dropout,
                     keras.layers.Identity)
 
 

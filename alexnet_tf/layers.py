@@ -3,8 +3,7 @@
 Krizhevsky, Sutskever and Hinton, "ImageNet Classification with Deep Convolutional
 Neural Networks", NIPS 2012:
 
-  * `LocalResponseNormalization` (section 3.3), with the paper's convention that alpha
-    multiplies the window sum (Caffe and PyTorch divide alpha by the window size).
+  * `LocalResponseNormalization` (section 3.3) lives in `alexnet_tf/lrn.py`.
   * `GroupedConv2D` (section 3.2, figure 2): the two-tower convolution whose groups
     only see their own tower's channels, optionally one device per group.
   * `GroupedMaxPooling2D`: max pooling that keeps each tower on its own device.
@@ -14,22 +13,12 @@ Neural Networks", NIPS 2012:
 from typing import Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
-_PACKAGE = "alexnet_tf"
-LRN_CONVENTIONS = ("paper", "caffe")
-
-
-def _check_devices(devices, groups: int, layer_name: str):
-    """Returns `devices` as a tuple of strings (or None) after checking its length."""
-    if devices is None:
-        return None
-    if isinstance(devices, str) or len(devices) != groups:
-        raise ValueError(f"{layer_name}: devices must be a list of {groups} device names (one per "
-                         f"group), received {devices!r}")
-    return tuple(str(device) for device in devices)
+from alexnet_tf.layer_args import PACKAGE, check_devices, positive_int
+# Re-exported so `import alexnet_tf.layers` registers every layer (for keras.models.load_model).
+from alexnet_tf.lrn import LRN_CONVENTIONS, LocalResponseNormalization  # noqa: F401
 
 
 def _group_initializer(initializer, group: int):
@@ -46,178 +35,7 @@ def _group_initializer(initializer, group: int):
     return keras.initializers.deserialize(config)
 
 
-def _positive_int(value, name: str, layer_name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{layer_name}: {name} must be an integer >= 1, received {value!r}")
-    return int(value)
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class LocalResponseNormalization(keras.layers.Layer):
-    """Local response normalisation across channels (AlexNet paper, section 3.3).
-
-        b[i] = a[i] / (k + alpha * sum_{j=max(0, i-size//2)}^{min(N-1, i+size//2)} a[j]^2)^beta
-
-    over the channel axis (last axis, channels_last), at each spatial position. With
-    `convention="paper"` alpha multiplies the sum exactly as printed in the paper; with
-    `convention="caffe"` alpha is divided by `size` first (Caffe's LRN layer and PyTorch's
-    `nn.LocalResponseNorm`), so weights and settings from those frameworks carry over.
-
-    `groups > 1` normalises each contiguous block of N/groups channels on its own: the
-    window never crosses a block boundary. This is the paper's two-GPU network, where each
-    tower normalised only the kernel maps it held.
-
-    The window sum is a matmul of the squared activations with a banded 0/1 [C, C] matrix,
-    one GEMM per layer, which is fast on CPU and GPU and exports to TF Serving. The
-    gradient is written by hand (one more banded GEMM and four elementwise passes, reusing
-    the forward's window sum), which is cheaper than differentiating the chain of ops.
-    Under a mixed-precision policy the layer computes in float32 (the sum of squares of
-    float16 activations overflows easily) and returns the layer's compute dtype.
-    `bfloat16_compute=True` is an opt-in for speed under mixed_bfloat16: bfloat16 inputs
-    are then normalised in bfloat16 (float32's exponent range, and the GEMM accumulates in
-    float32), costing a few bfloat16 roundings (output within about 1.5% of float32,
-    gradient within about 1% of its largest entry) for about half the time of casting to
-    float32 and back.
-
-    Args:
-      size: window size n, an odd integer >= 1 (the paper uses 5).
-      k: additive constant, > 0 (paper: 2).
-      alpha: scale of the window sum, >= 0 (paper: 1e-4).
-      beta: exponent, >= 0 (paper: 0.75).
-      convention: "paper" (alpha * sum) or "caffe" (alpha / size * sum).
-      groups: number of independent channel blocks (2 for the paper's towers).
-      devices: optional list of `groups` device names; each block is computed there.
-      bfloat16_compute: normalise bfloat16 inputs in bfloat16 instead of float32.
-      **kwargs: passed to `keras.layers.Layer` (name, dtype...).
-
-    Raises:
-      ValueError: an argument is out of range, or (at build) channels are not divisible
-        by `groups`.
-    """
-
-    def __init__(self, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75,
-                 convention: str = "paper", groups: int = 1,
-                 devices: Optional[Sequence[str]] = None, bfloat16_compute: bool = False,
-                 **kwargs):
-        super().__init__(**kwargs)
-        name = f"LocalResponseNormalization({self.name})"
-        if (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1
-                or size % 2 == 0):
-            raise ValueError(f"{name}: size must be an odd integer >= 1, received {size!r}")
-        if not k > 0:
-            raise ValueError(f"{name}: k must be > 0, received {k!r}")
-        if not alpha >= 0:
-            raise ValueError(f"{name}: alpha must be >= 0, received {alpha!r}")
-        if not beta >= 0:
-            raise ValueError(f"{name}: beta must be >= 0, received {beta!r}")
-        if convention not in LRN_CONVENTIONS:
-            raise ValueError(f"{name}: convention must be one of {LRN_CONVENTIONS}, "
-                             f"received {convention!r}")
-        self.size = int(size)
-        self.k = float(k)
-        self.alpha = float(alpha)
-        self.beta = float(beta)
-        self.convention = convention
-        self.bfloat16_compute = bool(bfloat16_compute)
-        self.groups = _positive_int(groups, "groups", name)
-        self.devices = _check_devices(devices, self.groups, name)
-        self.input_spec = keras.layers.InputSpec(min_ndim=2)
-
-    @property
-    def effective_alpha(self) -> float:
-        """The factor that multiplies the window sum in the paper's formula."""
-        return self.alpha / self.size if self.convention == "caffe" else self.alpha
-
-    def build(self, input_shape):
-        num_channels = input_shape[-1]
-        if num_channels is None or num_channels % self.groups:
-            raise ValueError(f"LocalResponseNormalization({self.name}): the channel count must "
-                             f"be known and divisible by groups={self.groups}, received input "
-                             f"shape {tuple(input_shape)}")
-        self._group_channels = num_channels // self.groups
-        # With devices each group multiplies by its own [C/g, C/g] band; without, one
-        # block-diagonal [C, C] band keeps the whole layer a single GEMM.
-        band_channels = self._group_channels if self.devices else num_channels
-        self._band = self._band_matrix(band_channels)
-
-    def _band_matrix(self, num_channels: int) -> np.ndarray:
-        """[C, C] 0/1 matrix: entry (j, i) is 1 when channel j is in channel i's window."""
-        index = np.arange(num_channels)
-        same_group = (index[:, None] // self._group_channels) == (index[None, :] // self._group_channels)
-        in_window = np.abs(index[:, None] - index[None, :]) <= self.size // 2
-        return (same_group & in_window).astype(np.float32)
-
-    def _normalize(self, inputs, band):
-        """inputs (..., C) in any float dtype -> normalised (..., C), bfloat16 or float32."""
-        bfloat16 = self.bfloat16_compute and inputs.dtype == tf.bfloat16
-        dtype = tf.bfloat16 if bfloat16 else tf.float32
-        x = tf.cast(inputs, dtype)
-        num_channels = band.shape[0]
-        # (batch*H*W, C): one row of channels per spatial position.
-        rows = self._normalize_rows(tf.reshape(x, (-1, num_channels)), tf.constant(band, dtype))
-        return tf.reshape(rows, tf.shape(x))
-
-    def _normalize_rows(self, rows, band):
-        """rows (N, C), band (C, C) -> normalised rows (N, C), with a hand-written gradient."""
-        alpha = self.effective_alpha
-        gradient_scale = 2.0 * alpha * self.beta
-
-        @tf.custom_gradient
-        def normalize(x):
-            # (N, C) @ (C, C): s_i = k + alpha * sum_j band[j, i] * x_j^2.
-            base = self.k + alpha * tf.linalg.matmul(tf.square(x), band)
-            inverse = self._inverse_power(base)  # s^-beta
-            outputs = x * inverse
-
-            def gradient(upstream):
-                # dL/dx_j = g_j s_j^-beta - 2 alpha beta x_j sum_i band[j, i] g_i y_i / s_i
-                weighted = upstream * outputs / base  # (N, C)
-                window = tf.linalg.matmul(weighted, band, transpose_b=True)
-                return upstream * inverse - gradient_scale * x * window
-
-            return outputs, gradient
-
-        return normalize(rows)
-
-    def _inverse_power(self, base):
-        """base ** -beta. pow is the slowest op of the layer on CPU: the paper's beta=0.75
-        is rsqrt(base) * sqrt(rsqrt(base)), several times faster, forward and backward."""
-        if self.beta == 0.75:
-            inverse_root = ops.rsqrt(base)
-            return inverse_root * ops.sqrt(inverse_root)
-        if self.beta == 0.5:
-            return ops.rsqrt(base)
-        if self.beta == 1.0:
-            return 1.0 / base
-        if self.beta == 0.0:
-            return ops.ones_like(base)
-        # base >= k > 0, so the logarithm is defined.
-        return ops.exp(-self.beta * ops.log(base))
-
-    def call(self, inputs):
-        if not self.devices:
-            return ops.cast(self._normalize(inputs, self._band), self.compute_dtype)
-        outputs = []
-        for group, device in enumerate(self.devices):
-            start = group * self._group_channels
-            with tf.device(device):
-                block = inputs[..., start:start + self._group_channels]
-                outputs.append(ops.cast(self._normalize(block, self._band), self.compute_dtype))
-        return ops.concatenate(outputs, axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(size=self.size, k=self.k, alpha=self.alpha, beta=self.beta,
-                      convention=self.convention, groups=self.groups,
-                      bfloat16_compute=self.bfloat16_compute,
-                      devices=list(self.devices) if self.devices else None)
-        return config
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class GroupedConv2D(keras.layers.Layer):
     """A 2D convolution split into groups (the AlexNet paper's towers, section 3.2).
 
@@ -261,15 +79,15 @@ class GroupedConv2D(keras.layers.Layer):
                  data_format: str = "channels_last", **kwargs):
         super().__init__(**kwargs)
         name = f"GroupedConv2D({self.name})"
-        self.filters = _positive_int(filters, "filters", name)
-        self.groups = _positive_int(groups, "groups", name)
+        self.filters = positive_int(filters, "filters", name)
+        self.groups = positive_int(groups, "groups", name)
         if self.filters % self.groups:
             raise ValueError(f"{name}: filters={filters!r} must be divisible by "
                              f"groups={groups!r}")
         if data_format not in ("channels_last", "channels_first"):
             raise ValueError(f"{name}: data_format must be 'channels_last' or 'channels_first',"
                              f" received {data_format!r}")
-        self.devices = _check_devices(devices, self.groups, name)
+        self.devices = check_devices(devices, self.groups, name)
         self.split_input = bool(split_input)
         self.data_format = data_format
         self._channel_axis = -1 if data_format == "channels_last" else 1
@@ -384,7 +202,7 @@ class GroupedConv2D(keras.layers.Layer):
         return cls(**config)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class GroupedMaxPooling2D(keras.layers.Layer):
     """Max pooling run separately on each group's channels, each on its own device.
 
@@ -409,8 +227,8 @@ class GroupedMaxPooling2D(keras.layers.Layer):
                  devices: Optional[Sequence[str]] = None, **kwargs):
         super().__init__(**kwargs)
         name = f"GroupedMaxPooling2D({self.name})"
-        self.groups = _positive_int(groups, "groups", name)
-        self.devices = _check_devices(devices, self.groups, name)
+        self.groups = positive_int(groups, "groups", name)
+        self.devices = check_devices(devices, self.groups, name)
         self.pool = keras.layers.MaxPooling2D(pool_size, strides, padding=padding,
                                               dtype=self.dtype_policy, name="pool")
         self.input_spec = keras.layers.InputSpec(ndim=4)
@@ -462,7 +280,7 @@ def _matmul_with_fast_input_gradient(inputs, kernel):
     return matmul(inputs, kernel)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class FullyConnected(keras.layers.Dense):
     """`keras.layers.Dense` with the same weights and outputs and a faster backward pass.
 

@@ -13,8 +13,8 @@ from typing import Optional, Sequence
 
 import keras
 
-from alexnet_tf.layers import (LRN_CONVENTIONS, FullyConnected, GroupedConv2D,
-                               GroupedMaxPooling2D, LocalResponseNormalization)
+from alexnet_tf.layers import FullyConnected, GroupedConv2D, GroupedMaxPooling2D
+from alexnet_tf.lrn import LRN_CONVENTIONS, LocalResponseNormalization
 
 ALEXNET_VARIANTS = ("paper", "one_tower")
 # The paper's initialisation (section 5): weights N(0, 0.01); biases 1 in conv2, conv4,
@@ -244,7 +244,7 @@ def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
       dropout_rate: dropout after fc6 and fc7.
       use_lrn: whether to normalise after pool1 and pool2.
       width_multiplier: scales every conv and hidden fc width, for demos.
-      lrn_convention: "paper" or "caffe" (see alexnet_tf.layers.LocalResponseNormalization).
+      lrn_convention: "paper" or "caffe" (see alexnet_tf.lrn.LocalResponseNormalization).
       lrn_bfloat16: compute LRN in bfloat16 under mixed_bfloat16 (default float32).
       name: model name; default "zfnet" or "zfnet_wide".
 

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from alexnet_tf import deconvnet
 from alexnet_tf import layers as alexnet_layers
+from alexnet_tf import lrn
 
 
 def _numpy_conv(image, kernel, stride):
@@ -122,7 +123,7 @@ def _alexnet_like(input_size=67):
     """A small chain with the paper's layer kinds and names (LRN, padding, dropout...)."""
     inputs = keras.Input((input_size, input_size, 3))
     x = keras.layers.Conv2D(6, 11, strides=4, activation="relu", name="conv1")(inputs)
-    x = alexnet_layers.LocalResponseNormalization(name="norm1")(x)
+    x = lrn.LocalResponseNormalization(name="norm1")(x)
     x = keras.layers.MaxPooling2D(3, 2, name="pool1")(x)
     x = alexnet_layers.GroupedConv2D(8, 5, groups=2, padding="same", activation="relu",
                                      name="conv2")(x)
