@@ -28,6 +28,7 @@ PRECISIONS = ("fp32", "mixed_float16", "mixed_bfloat16")
 MEAN_MODES = preprocessing.MEAN_MODES
 OPTIMIZERS = ("paper_sgd", "adam")
 DATA_SOURCES = ("records", "tfds")
+AUGMENT_ON = ("host", "device")
 LR_SCALINGS = optimizer.LR_SCALINGS
 COMMUNICATIONS = cluster.COMMUNICATIONS
 
@@ -64,6 +65,11 @@ class TrainConfig:
     mean_mode: str = _field("image", "Mean subtraction: 'image' = the per-pixel mean image "
                             "(the per-channel mean if the stats have none); 'rgb' = the "
                             "per-channel mean.", choices=MEAN_MODES)
+    augment_on: str = _field("host", "Where training's float work (mirror, mean subtraction, "
+                             "PCA lighting) runs: 'host' = in the tf.data pipeline; 'device' "
+                             "= first thing in the training step, on the accelerator, for "
+                             "hosts whose cores cannot keep up (the host then only decodes "
+                             "and crops uint8). Same images either way.", choices=AUGMENT_ON)
     synthetic_data: bool = _field(False, "Train on random tensors (smoke tests, benchmarks).")
     make_demo_data: bool = _field(False, "If data_dir holds no TFRecords, make the demo "
                                   "dataset (tools/make_demo_data.py) under demo_dir and "
@@ -155,7 +161,8 @@ class TrainConfig:
                               ("variant", VARIANTS), ("data_source", DATA_SOURCES),
                               ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS), ("mean_mode", MEAN_MODES),
-                              ("lr_scaling", LR_SCALINGS), ("communication", COMMUNICATIONS)):
+                              ("augment_on", AUGMENT_ON), ("lr_scaling", LR_SCALINGS),
+                              ("communication", COMMUNICATIONS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         for name in ("batch_size", "num_epochs", "input_size", "checkpoint_every_steps",

@@ -8,12 +8,14 @@ frame is implicit: every crop is given by its offset (y, x) inside the central
 Work is split in two so that the float work runs vectorised over a batch:
 
   1. per image, on uint8 (`train_crop`, `eval_crops`): decode (for training only the
-     crop window: `tf.image.decode_and_crop_jpeg`), crop, flip. Each crop carries its
-     offset, flip flag and PCA coefficients alpha.
-  2. per batch, on float32 (`float_augment_batch`): subtract the mean (the mean image
-     cropped at the same window and flipped the same way, or the per-channel mean) and
-     add the PCA lighting shift. This runs after `batch()` in tf.data, or inside the
-     training step on the accelerator (`device_augment`, for --augment_on=device).
+     crop window: `tf.image.decode_and_crop_jpeg`) and crop. Each crop carries its
+     offset, flip flag and PCA coefficients alpha; it is not mirrored yet.
+  2. per batch (`float_augment_batch`): mirror the crops whose flag says so, convert to
+     float32, subtract the mean (the mean image cropped at the same window and mirrored
+     the same way, or the per-channel mean) and add the PCA lighting shift. This runs
+     after `batch()` in tf.data (compiled with XLA there, so the mirror, the cast, the
+     mean and the lighting are one pass over the batch), or inside the training step
+     on the accelerator (`device_augment`, for --augment_on=device).
 
 `preprocess_for_train` and `preprocess_for_eval` chain both steps for one image; the
 input pipeline and serving use exactly these functions, so there is no second copy.
@@ -95,7 +97,10 @@ def _crop(image: tf.Tensor, offset: tf.Tensor, crop_size: int, resize_size: int)
 
 def train_crop(image_bytes: tf.Tensor, seed: tf.Tensor, *, crop_size: int = CROP_SIZE,
                resize_size: int = RESIZE_SIZE, flip: bool = True, pca_std: float = 0.1) -> dict:
-    """The per-image, uint8 part of training augmentation: random crop and flip.
+    """The per-image, uint8 part of training augmentation: the random crop and its draws.
+
+    The crop comes back unmirrored, with the flip drawn in FLIP_KEY: mirroring is done
+    by `float_augment_batch`, over the whole batch at once.
 
     A JPEG whose shorter side already is `resize_size` (the converter's records) is
     decoded only inside the crop window; anything else is decoded whole and resized.
@@ -109,8 +114,9 @@ def train_crop(image_bytes: tf.Tensor, seed: tf.Tensor, *, crop_size: int = CROP
       pca_std: standard deviation of the PCA coefficients alpha (0 disables lighting).
 
     Returns:
-      A dict: IMAGE_KEY uint8 (S, S, 3), OFFSET_KEY int32 (2,), FLIP_KEY bool (),
-      ALPHA_KEY float32 (3,).
+      A dict: IMAGE_KEY uint8 (S, S, 3), the crop as it lies in the image; OFFSET_KEY
+      int32 (2,); FLIP_KEY bool (), whether the float stage mirrors it; ALPHA_KEY
+      float32 (3,).
     """
     _check_sizes(crop_size, resize_size)
     crop_seed, flip_seed, alpha_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
@@ -136,8 +142,7 @@ def train_crop(image_bytes: tf.Tensor, seed: tf.Tensor, *, crop_size: int = CROP
         return _crop(image, offset, crop_size, resize_size)
 
     image = tf.cond(fast, decode_window, decode_resize_crop)
-    image = tf.cond(mirror, lambda: tf.reverse(image, axis=[1]), lambda: image)
-    image = tf.ensure_shape(image, [crop_size, crop_size, 3])  # (S, S, 3) uint8
+    image = tf.ensure_shape(image, [crop_size, crop_size, 3])  # (S, S, 3) uint8, unmirrored
     return {IMAGE_KEY: image, OFFSET_KEY: offset, FLIP_KEY: mirror, ALPHA_KEY: alpha}
 
 
@@ -146,7 +151,9 @@ def eval_crops(image_bytes: tf.Tensor, *, crop_size: int = CROP_SIZE,
     """The per-image, uint8 part of evaluation: the centre crop, or the paper's 10 crops.
 
     The 10 crops are, in this order: centre, top-left, top-right, bottom-left,
-    bottom-right of the canonical frame, then the same five mirrored.
+    bottom-right of the canonical frame, then the same five mirrored. As for
+    `train_crop`, the images come back unmirrored with FLIP_KEY set: the last five are
+    mirrored by `float_augment_batch`.
 
     Args:
       image_bytes: scalar string, an encoded image of any size.
@@ -167,7 +174,7 @@ def eval_crops(image_bytes: tf.Tensor, *, crop_size: int = CROP_SIZE,
                       for i in range(len(corners))])  # (5 or 1, S, S, 3)
     flips = tf.zeros([len(corners)], tf.bool)
     if ten_crop:
-        crops = tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)  # (10, S, S, 3)
+        crops = tf.concat([crops, crops], axis=0)  # (10, S, S, 3); flags mirror the last 5
         offsets = tf.concat([offsets, offsets], axis=0)
         flips = tf.concat([flips, tf.ones_like(flips)], axis=0)
     return {IMAGE_KEY: crops, OFFSET_KEY: offsets, FLIP_KEY: flips,
@@ -187,32 +194,30 @@ def _mean_image(stats: stats_lib.ImageStats, resize_size: int) -> Optional[tf.Te
 def _crop_mean_image(mean_image: tf.Tensor, offsets: tf.Tensor, flips: tf.Tensor,
                      crop_size) -> tf.Tensor:
     """Crops (and mirrors) the mean image at every window of a batch: (B, S, S, 3)."""
-    # crop_and_resize with boxes on pixel centres and nearest sampling is an exact crop;
-    # a box with x1 > x2 gives the mirrored crop. One kernel for the whole batch.
-    size = tf.cast(tf.shape(mean_image)[0] - 1, tf.float32)
-    start = tf.cast(offsets, tf.float32)  # (B, 2)
-    end = start + tf.cast(crop_size - 1, tf.float32)
-    x1 = tf.where(flips, end[:, 1], start[:, 1])
-    x2 = tf.where(flips, start[:, 1], end[:, 1])
-    boxes = tf.stack([start[:, 0], x1, end[:, 0], x2], axis=1) / size  # (B, 4)
-    box_indices = tf.zeros(tf.shape(offsets)[:1], tf.int32)
-    return tf.image.crop_and_resize(mean_image[tf.newaxis], boxes, box_indices,
-                                    tf.stack([crop_size, crop_size]), method="nearest")
+    # One gather of pixels by their index in the flattened mean image: exact, mirrored by
+    # reversing the column indices, and (unlike crop_and_resize) compiled by XLA, which
+    # fuses it into the subtraction.
+    size = tf.shape(mean_image)[1]
+    steps = tf.range(crop_size)  # (S,)
+    rows = offsets[:, :1] + steps  # (B, S)
+    cols = offsets[:, 1:] + tf.where(flips[:, tf.newaxis], crop_size - 1 - steps, steps)
+    pixels = rows[:, :, tf.newaxis] * size + cols[:, tf.newaxis, :]  # (B, S, S)
+    return tf.gather(tf.reshape(mean_image, [-1, 3]), pixels)
 
 
 def float_augment_batch(images: tf.Tensor, offsets: tf.Tensor, flips: tf.Tensor,
                         alphas: tf.Tensor, *, stats: stats_lib.ImageStats,
                         mean_mode: str = "image", resize_size: int = RESIZE_SIZE) -> tf.Tensor:
-    """Mean subtraction and PCA lighting for a batch of crops, vectorised.
+    """Mirroring, mean subtraction and PCA lighting for a batch of crops, vectorised.
 
-    Adds the paper's sum_i alpha_i * lambda_i * p_i (one RGB shift per image) and
-    subtracts the mean: the mean image at the crop's window when `mean_mode="image"`
-    and the statistics hold one, else the per-channel mean.
+    Mirrors the crops whose `flips` is set, adds the paper's sum_i alpha_i * lambda_i * p_i
+    (one RGB shift per image) and subtracts the mean: the mean image at the crop's window
+    when `mean_mode="image"` and the statistics hold one, else the per-channel mean.
 
     Args:
-      images: uint8 or float32 (B, S, S, 3) crops on the 0..255 scale.
+      images: uint8 or float32 (B, S, S, 3) unmirrored crops on the 0..255 scale.
       offsets: int32 (B, 2), each crop's (y, x) in the canonical frame.
-      flips: bool (B,), whether each crop was mirrored.
+      flips: bool (B,), whether to mirror each crop.
       alphas: float32 (B, 3), PCA coefficients (zeros: no lighting).
       stats: colour statistics on the 0..255 scale.
       mean_mode: "image" or "rgb".
@@ -221,12 +226,36 @@ def float_augment_batch(images: tf.Tensor, offsets: tf.Tensor, flips: tf.Tensor,
     Returns:
       float32 (B, S, S, 3).
     """
+    return float_augment_with_shift(images, offsets, flips, lighting_shift(alphas, stats),
+                                    stats=stats, mean_mode=mean_mode, resize_size=resize_size)
+
+
+def lighting_shift(alphas: tf.Tensor, stats: stats_lib.ImageStats) -> tf.Tensor:
+    """The paper's PCA lighting: sum_i alpha_i * lambda_i * p_i per image, float32 (B, 3).
+
+    Args:
+      alphas: (B, 3) coefficients; eigen values and vectors (columns p_i) from `stats`.
+    """
+    return tf.linalg.matmul(tf.cast(alphas, tf.float32) * tf.constant(stats.eigval, tf.float32),
+                            tf.constant(stats.eigvec, tf.float32), transpose_b=True)
+
+
+def float_augment_with_shift(images: tf.Tensor, offsets: tf.Tensor, flips: tf.Tensor,
+                             shift: tf.Tensor, *, stats: stats_lib.ImageStats,
+                             mean_mode: str = "image",
+                             resize_size: int = RESIZE_SIZE) -> tf.Tensor:
+    """`float_augment_batch` given the lighting shift (B, 3) instead of the alphas.
+
+    The per-pixel part alone: mirror, cast, subtract the mean, add the shift. No
+    multiplication, so XLA (which would fuse a multiply-add into one rounding) computes
+    exactly what plain TF does; the input pipeline compiles this part.
+    """
     if mean_mode not in MEAN_MODES:
         raise ValueError(f"mean_mode must be one of {MEAN_MODES}, got {mean_mode!r}")
-    images = tf.cast(images, tf.float32)
-    # shift[b] = eigvec @ (alpha[b] * eigval): eigvec's columns are the p_i.  (B, 3)
-    shift = tf.linalg.matmul(tf.cast(alphas, tf.float32) * tf.constant(stats.eigval, tf.float32),
-                             tf.constant(stats.eigvec, tf.float32), transpose_b=True)
+    # Mirrored before the cast: on uint8 the reverse moves a quarter of the bytes.
+    mirrored = tf.where(flips[:, tf.newaxis, tf.newaxis, tf.newaxis],
+                        tf.reverse(images, axis=[2]), images)
+    images = tf.cast(mirrored, tf.float32)
     mean_image = _mean_image(stats, resize_size) if mean_mode == "image" else None
     if mean_image is not None:
         crop_size = tf.shape(images)[1]
@@ -250,7 +279,7 @@ def device_augment(batch: dict, *, stats: stats_lib.ImageStats, mean_mode: str =
     """The float part of training augmentation on a batch from an augment_on_device pipeline.
 
     Call it first thing inside the training step so mean subtraction and PCA lighting
-    run on the accelerator; the host then only decodes, crops and flips uint8.
+    run on the accelerator; the host then only decodes and crops uint8.
 
     Args:
       batch: dict with IMAGE_KEY uint8 (B, S, S, 3), OFFSET_KEY, FLIP_KEY, ALPHA_KEY.

@@ -7,6 +7,8 @@ all-reduced by the optimizer. Validation: summed loss and top-1/top-5 hits, so s
 batches and several workers add up exactly.
 """
 
+from typing import Callable, Optional
+
 import keras
 import tensorflow as tf
 
@@ -15,8 +17,13 @@ from alexnet_tf import distribute
 from alexnet_tf import evaluation
 
 
-def make_train_step(model, optimizer, strategy, config, num_local_replicas: int):
-    """A tf.function(iterator) -> loss running one global batch on every replica."""
+def make_train_step(model, optimizer, strategy, config, num_local_replicas: int,
+                    augment: Optional[Callable] = None):
+    """A tf.function(iterator) -> loss running one global batch on every replica.
+
+    `augment` (--augment_on=device) maps each replica's slice of the batch, uint8 crops
+    and their draws, to float images on the replica's device before the forward pass.
+    """
     scale_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def forward_backward(images, labels):
@@ -33,6 +40,8 @@ def make_train_step(model, optimizer, strategy, config, num_local_replicas: int)
 
     def replica_step(images, labels):
         images, labels = distribute.replica_slice((images, labels), num_local_replicas)
+        if augment is not None:
+            images = augment(images)
         loss, gradients = forward_backward(images, labels)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss

@@ -153,7 +153,7 @@ class _Run:
         self.last_saved_step = None
         self._restore_or_initialize()
         self.train_step = make_train_step(self.model, self.optimizer, strategy, config,
-                                           self.num_local_replicas)
+                                           self.num_local_replicas, datasets.train_augment)
         self.eval_step = make_eval_step(self.model, strategy, self.num_local_replicas)
         self.writers = metrics.summary_writers(model_dir, chief)
         self.history = self._load_history()
@@ -339,6 +339,9 @@ def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
     distribute.check_tower_devices(strategy, config.tower_devices)
     chief = distribute.is_chief(strategy)
     if datasets is None:
+        # tf.data's seeded shuffles also depend on TF's global seed: fix it first, so the
+        # data order is a function of --seed alone, whatever ran earlier in this process.
+        keras.utils.set_random_seed(config.seed)
         datasets = make_datasets(config, strategy, model_dir)
     config = _prepare_model_dir(config, model_dir, datasets, chief)
     with _PrecisionPolicy(config.precision), checkpointing.TerminationFlag() as termination:

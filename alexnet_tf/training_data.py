@@ -31,6 +31,9 @@ class Datasets:
       labels_file: the data's labels.json to copy into model_dir, or None.
       labels: the label list itself ([{"index", "synset", "name"}, ...]) when the data
         has no labels.json (a TFDS build), or None.
+      train_augment: None when `train` yields float images; with --augment_on=device,
+        `train` yields `preprocessing.device_augment` dicts of uint8 crops and this maps
+        one (a replica's slice) to float images, inside the training step.
     """
     train: tf.data.Dataset
     validation: Callable[[], tf.data.Dataset]
@@ -38,6 +41,7 @@ class Datasets:
     num_classes: int
     labels_file: Optional[str] = None
     labels: Optional[list] = None
+    train_augment: Optional[Callable] = None
 
 
 def _input_context(strategy):
@@ -81,8 +85,8 @@ def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "")
     common = _pipeline_args(config, num_classes, context)
     service = _service_args(config, model_dir)
     train = input_pipeline.build_dataset(config.data_dir, schema.TRAIN, training=True,
-                                         **common, **service)
-    return Datasets(
+                                         **common, **_augment_args(config), **service)
+    return Datasets(train_augment=_train_augment(config, common),
             train=train,
             validation=lambda: input_pipeline.build_dataset(
                     config.data_dir, schema.VALIDATION, training=False, **common),
@@ -103,6 +107,20 @@ def _pipeline_args(config: config_lib.TrainConfig, num_classes: int, context) ->
                 num_classes=num_classes, input_context=context)
 
 
+def _augment_args(config: config_lib.TrainConfig) -> dict:
+    return dict(augment_on_device=config.augment_on == "device")
+
+
+def _train_augment(config: config_lib.TrainConfig, common: dict) -> Optional[Callable]:
+    """The float stage for the training step when --augment_on=device, else None."""
+    if config.augment_on != "device":
+        return None
+    from alexnet_tf import preprocessing
+    stats, mean_mode, resize_size = common["stats"], common["mean_mode"], common["resize_size"]
+    return lambda batch: preprocessing.device_augment(batch, stats=stats, mean_mode=mean_mode,
+                                                      resize_size=resize_size)
+
+
 def _service_args(config: config_lib.TrainConfig, model_dir: str) -> dict:
     # With the tf.data service the trainers of one run (the same --model_dir, as
     # typed on every worker) share one job: each batch goes to one of them.
@@ -120,11 +138,12 @@ def _tfds_datasets(config: config_lib.TrainConfig, context, model_dir: str) -> D
                          f"{config.tfds_data_dir!r} has {num_classes} classes")
     common = _pipeline_args(config, num_classes, context)
     train = tfds_input.build_tfds_dataset(config.tfds_data_dir, schema.TRAIN, training=True,
-                                          **common, **_service_args(config, model_dir))
+                                          **common, **_augment_args(config),
+                                          **_service_args(config, model_dir))
     # TFDS's imagenet2012 class names are the synset ids, in the same sorted order.
     labels = [dict(index=index, synset=name, name="") for index, name in enumerate(names)]
     return Datasets(
-            train=train,
+            train=train, train_augment=_train_augment(config, common),
             validation=lambda: tfds_input.build_tfds_dataset(
                     config.tfds_data_dir, schema.VALIDATION, training=False, **common),
             num_train_examples=num_train, num_classes=num_classes, labels=labels)

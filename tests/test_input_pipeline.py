@@ -200,3 +200,26 @@ def test_labels_survive_the_real_converter(tmp_path, stats):
     expected_colour = np.array([colours[s] for s in sorted(synsets)])
     pixels = np.concatenate([images.numpy() for images, _ in batches]) + stats.mean_rgb
     np.testing.assert_allclose(pixels.mean(axis=(1, 2, 3)), expected_colour[labels], atol=3)
+
+
+@pytest.mark.parametrize("mean_mode", ["image", "rgb"])
+def test_xla_float_stage_equals_the_eager_ops(mean_mode):
+    rng = np.random.default_rng(11)
+    mean_image = rng.uniform(0, 255, (RESIZE, RESIZE, 3)).astype(np.float32)
+    stats = stats_lib.ImageStats(mean_rgb=mean_image.mean((0, 1)), mean_image=mean_image,
+                                 eigval=np.array([5.0, 2.0, 1.0], np.float32),
+                                 eigvec=np.linalg.qr(rng.normal(size=(3, 3)))[0].astype(np.float32))
+    batch = {preprocessing.IMAGE_KEY: tf.constant(rng.integers(0, 256, (6, CROP, CROP, 3)), tf.uint8),
+             preprocessing.OFFSET_KEY: tf.constant(rng.integers(0, RESIZE - CROP + 1, (6, 2)), tf.int32),
+             preprocessing.FLIP_KEY: tf.constant([True, False, True, True, False, False]),
+             preprocessing.ALPHA_KEY: tf.constant(rng.normal(0, 0.1, (6, 3)), tf.float32)}
+    compiled = input_pipeline._float_stage(stats=stats, mean_mode=mean_mode, resize_size=RESIZE)
+    eager = preprocessing.device_augment(batch, stats=stats, mean_mode=mean_mode,
+                                         resize_size=RESIZE)
+    np.testing.assert_array_equal(compiled(batch), eager)
+    # And the mirror really happened where asked: crop 0 is mirrored, crop 1 is not.
+    plain = preprocessing.device_augment({**batch, preprocessing.FLIP_KEY: tf.zeros([6], tf.bool)},
+                                         stats=stats, mean_mode="rgb", resize_size=RESIZE)
+    if mean_mode == "rgb":
+        np.testing.assert_array_equal(eager[0], plain[0][:, ::-1])
+        np.testing.assert_array_equal(eager[1], plain[1])

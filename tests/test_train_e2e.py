@@ -137,3 +137,27 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(records, tmp_path):
         assert len(expected.files) == len(actual.files) > 0
         for name in expected.files:
             np.testing.assert_array_equal(actual[name], expected[name])
+
+
+def test_augment_on_device_gives_the_same_images_and_trains(records, tmp_path):
+    """--augment_on=device: the float stage moves into the step; the images are the same."""
+    batches, losses = {}, {}
+    for where in ("host", "device"):
+        config = _tiny_config(records, max_steps=2, augment_on=where, strategy="mirrored",
+                              devices=("/CPU:0", "/CPU:1"), mean_mode="image", num_epochs=1)
+        strategy = trainer.distribute.create_strategy(config.strategy, config.devices)
+        trainer.keras.utils.set_random_seed(config.seed)  # as train_and_evaluate does
+        data = trainer.make_datasets(config, strategy)
+        batch, _ = next(iter(data.train))
+        if where == "device":
+            assert batch["image"].dtype == "uint8"
+            batch = data.train_augment(batch)
+        else:
+            assert data.train_augment is None
+        batches[where] = batch.numpy()
+        results = trainer.train_and_evaluate(config, str(tmp_path / where))
+        assert results["step"] == 2
+        losses[where] = results["loss"]  # validation loss after the 2 steps
+    np.testing.assert_array_equal(batches["device"], batches["host"])
+    assert batches["host"].dtype == np.float32 and batches["host"].std() > 1.0
+    np.testing.assert_allclose(losses["device"], losses["host"], rtol=1e-3)
