@@ -56,6 +56,11 @@ def make_records(data_dir: str, num_images: int, num_shards: int = 4, seed: int 
                 filename=f"bench_{k}.JPEG", label=k % 1000, synset="n00000000"))
     for writer in writers:
         writer.close()
+    # What the converter's manifest says about such records (all 256x256 JPEGs), so the
+    # pipeline treats them exactly as converted ImageNet.
+    with open(os.path.join(data_dir, schema.MANIFEST_FILE), "w") as f:
+        json.dump({"options": {"resize": 256},
+                   "splits": {schema.TRAIN: {"num_images": num_images}}}, f)
     return data_dir
 
 

@@ -1,48 +1,52 @@
 """The tf.data input pipeline over the converter's TFRecords (or a TFDS imagenet2012 build).
 
   shard files (sharded per input pipeline; order reshuffled per epoch)
-    -> parallel interleave (record, shard name, index in shard)
+    -> parallel interleave (record, shard id, index in shard)
     -> shuffle (fixed seed, reshuffled per epoch) -> repeat (epochs)
     -> enumerate (position in the stream: the seed of the record's augmentation)
-    -> chunks of records, decoded in parallel (uint8 crop and its draws; bad records caught)
+    -> per chunk: attach the chunk's identities (to name bad records)
+    -> per image, in parallel: parse, decode the crop window (uint8) -> ignore_errors
     -> batch (per-replica batch; drop remainder when training)
+    -> per batch: find and report (or count) the records that were dropped
     -> float work vectorised over the batch, one XLA pass (mirror, mean, PCA lighting)
     -> prefetch
 
 Exactly-once resume: every random choice is a stateless function of (seed, input
 pipeline, position in the stream), the shuffles are seeded, and every stage is a
-checkpointable tf.data transformation, so `tf.train.Checkpoint(iterator=iter(dataset))` saved mid-epoch and
-restored yields exactly the batches that were still to come. The shuffle buffer is
+checkpointable tf.data transformation, so `tf.train.Checkpoint(iterator=iter(dataset))`
+saved mid-epoch and restored yields exactly the batches that were still to come. The shuffle buffer is
 part of that checkpoint: about `shuffle_buffer` x (record size) bytes.
 
 Bad records: an image that cannot be decoded, or a label outside [0, num_classes),
 raises an error naming the shard and the record's index in it; with
-`skip_bad_records=True` it is skipped, printed to stderr and counted. To do that
-without losing the error, records are decoded in small chunks, each its own dataset
-under `ignore_errors()`; a gap in the chunk's positions marks the bad record.
+`skip_bad_records=True` it is skipped, printed to stderr and counted. The per-image
+function raises, `ignore_errors()` drops the record, and a check once per batch finds
+the gap in the positions and names the record (`alexnet_tf.bad_records`).
+
+Cost: the pipeline calls one function per image (parse, label check, decode and crop);
+everything else runs per chunk of records or per batch, vectorised.
 """
 
+import functools
 import glob
 import json
 import os
-import sys
 from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import bad_records
 from alexnet_tf import preprocessing
 from alexnet_tf import schema
 from alexnet_tf import stats as stats_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
 LABEL_KEY = "label"
-# Records decoded per chunk: larger amortises the per-chunk dataset, smaller keeps the
-# work of one chunk (done by one thread) short.
+# Records per chunk: every record carries its chunk's identities (2 x 8 bytes each),
+# so a dropped record can be named by any survivor of its chunk.
 CHUNK_SIZE = 64
 DEFAULT_SHUFFLE_BUFFER = 4096
-_VALID_KEY = "valid"  # False on the end-of-chunk sentinel
-_SKIPPED_KEY = "skipped"  # bad records just before this element in its chunk
 
 
 def list_shards(data_dir: str, split: str) -> list:
@@ -95,37 +99,35 @@ def _shuffle_seeds(seed: int, pipeline_id: int):
 
 def _records(files: list, *, seed: int, pipeline_id: int, training: bool, num_epochs: int,
              shuffle_buffer: int, cycle_length: int) -> tf.data.Dataset:
-    """{"record", "shard", "index", "seed"} for every record of every epoch, in a seeded order.
+    """(position, (record, shard id, index in shard)) for every record of every epoch.
 
     Each epoch is a fresh pass over the files: shard order and record order are
     reshuffled per epoch from fixed seeds (`reshuffle_each_iteration`), so epoch e's
     order depends only on (seed, e), and the shuffles' seed generators are part of
-    the iterator checkpoint.
+    the iterator checkpoint. A finite evaluation stream ends with a sentinel record
+    (shard id -1, see `bad_records`) so that a bad record at the very end is seen.
     """
     file_seed, record_seed, _ = _shuffle_seeds(seed, pipeline_id)
-    shards = tf.data.Dataset.from_tensor_slices(files)
+    shards = tf.data.Dataset.from_tensor_slices(
+            (files, tf.range(len(files), dtype=tf.int64)))
     if training:
         shards = shards.shuffle(len(files), seed=file_seed, reshuffle_each_iteration=True)
     records = shards.interleave(
-            lambda shard: tf.data.Dataset.zip(  # zip, not map: no function call per record
-                    tf.data.TFRecordDataset(shard), tf.data.Dataset.from_tensors(shard).repeat(),
+            lambda shard, shard_id: tf.data.Dataset.zip(  # zip, not map: no call per record
+                    tf.data.TFRecordDataset(shard),
+                    tf.data.Dataset.from_tensors(shard_id).repeat(),
                     tf.data.Dataset.range(2**62)),
             cycle_length=cycle_length, block_length=1, num_parallel_calls=AUTOTUNE,
             deterministic=True)
     if training:
         records = records.shuffle(shuffle_buffer, seed=record_seed, reshuffle_each_iteration=True)
-    # (position, (record, shard, index in shard)); the position in the whole (all-epochs)
-    # stream seeds the record's augmentation: unique, and restored with the iterator.
-    return records.repeat(num_epochs if num_epochs > 0 else None).enumerate()
-
-
-def _report_gap(chunk: tuple, start, stop, *, num_classes: Optional[int]):
-    """Prints the bad records at chunk positions [start, stop) (skip_bad_records mode)."""
-    _, (_, shards, indices) = chunk
-    tf.print("alexnet_tf.input_pipeline: skipping bad record(s) (", _bad_reason(num_classes),
-             "): shard", shards[start:stop], "record index in shard", indices[start:stop],
-             output_stream=sys.stderr)
-    return tf.constant(True)
+    records = records.repeat(num_epochs if num_epochs > 0 else None)
+    if not training:
+        sentinel = (tf.constant(b""), tf.constant(-1, tf.int64), tf.constant(-1, tf.int64))
+        records = records.concatenate(tf.data.Dataset.from_tensors(sentinel))
+    # The position in the whole (all-epochs) stream seeds the record's augmentation:
+    # unique, and restored with the iterator.
+    return records.enumerate()
 
 
 def _bad_reason(num_classes: Optional[int]) -> str:
@@ -133,99 +135,61 @@ def _bad_reason(num_classes: Optional[int]) -> str:
             f"cannot be decoded or has a label outside [0, {num_classes})")
 
 
-def _assert_no_gap(chunk: tuple, expected, position, *, num_classes: Optional[int]):
-    """Raises an error naming the shard when chunk position `expected` was dropped."""
-    _, (_, shards, indices) = chunk
-    # Clamped so the (always evaluated) message inputs stay in range at the sentinel.
-    where = tf.minimum(expected, tf.shape(indices, out_type=tf.int64)[0] - 1)
-    return tf.debugging.Assert(
-            position <= expected,
-            [f"bad record: the image {_bad_reason(num_classes)}; shard:", shards[where],
-             "record index in that shard:", indices[where],
-             "(pass skip_bad_records=True to skip and count such records)"])
-
-
-def _decode_chunk(chunk: tuple, process: Callable, *, skip: bool,
-                  num_classes: Optional[int]) -> tf.data.Dataset:
-    """Decodes one chunk of records; bad ones are reported or skipped and counted."""
-    size = tf.shape(chunk[0], out_type=tf.int64)[0]
-    decoded = tf.data.Dataset.from_tensor_slices(chunk).map(process).enumerate()
-    decoded = decoded.ignore_errors(log_warning=True)
-    # The sentinel flushes a gap at the end of the chunk.
-    sentinel_spec = decoded.element_spec[1]
-    sentinel = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), sentinel_spec)
-    sentinel[_VALID_KEY] = tf.constant(False)
-    decoded = decoded.concatenate(tf.data.Dataset.from_tensors((size, sentinel)))
-
-    def find_gap(expected, position_element):
-        position, element = position_element
-        if skip:
-            checked = tf.cond(position > expected,
-                              lambda: _report_gap(chunk, expected, position,
-                                                  num_classes=num_classes),
-                              lambda: tf.constant(False))
-        else:  # No tf.cond on this per-image path: the Assert is enough.
-            checked = _assert_no_gap(chunk, expected, position, num_classes=num_classes)
-        with tf.control_dependencies([checked]):
-            element[_SKIPPED_KEY] = position - expected
-        return position + 1, element
-
-    return decoded.scan(tf.constant(0, tf.int64), find_gap)
-
-
 def _make_process(parse: Callable, *, training: bool, crop_size: int, resize_size: int,
                   flip: bool, pca_std: float, ten_crop: bool, num_classes: Optional[int],
-                  base_seed: tf.Tensor) -> Callable:
-    """The per-record function: parse, check the label, decode and crop (uint8)."""
+                  seed: int, square_jpeg: bool) -> Callable:
+    """The per-record function: parse, check the label, decode and crop (uint8).
 
-    def process(position, element):
-        record, _, _ = element
-        image_bytes, label = parse(record)
+    This is the one function the pipeline calls per image; everything else runs per
+    chunk or per batch. A bad record raises here, and `ignore_errors()` drops it.
+    """
+    seed = tf.constant(seed, tf.int64)
+    # What the evaluation sentinel decodes: a tiny valid image (it is removed later).
+    sentinel_image = tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8))
+
+    def process(element):
+        record = element.pop("record")
+        if training:
+            image_bytes, label = parse(record)
+        else:
+            image_bytes, label = tf.cond(
+                    element[bad_records.SHARD_KEY] < 0,
+                    lambda: (sentinel_image, tf.constant(0, tf.int64)),
+                    lambda: tuple(tf.cast(value, dtype) for value, dtype in
+                                  zip(parse(record), (tf.string, tf.int64))))
         bad_label = label < 0
         if num_classes is not None:
             bad_label |= label >= num_classes
-        # Raising here makes ignore_errors() drop the record; the gap names it.
         check = tf.debugging.Assert(tf.logical_not(bad_label), ["label out of range:", label])
         with tf.control_dependencies([check]):
             if training:
-                seed = tf.random.experimental.stateless_fold_in(base_seed, position)
-                crop = preprocessing.train_crop(image_bytes, seed, crop_size=crop_size,
+                image_seed = tf.stack([seed, element[bad_records.POSITION_KEY]])
+                crop = preprocessing.train_crop(image_bytes, image_seed, crop_size=crop_size,
                                                 resize_size=resize_size, flip=flip,
-                                                pca_std=pca_std)
+                                                pca_std=pca_std, square_jpeg=square_jpeg)
             else:
                 crop = preprocessing.eval_crops(image_bytes, crop_size=crop_size,
                                                 resize_size=resize_size, ten_crop=ten_crop)
                 if not ten_crop:
                     crop = {key: value[0] for key, value in crop.items()}
         crop[LABEL_KEY] = tf.cast(label, tf.int32)
-        crop[_VALID_KEY] = tf.constant(True)
+        crop.update(element)
         return crop
 
     return process
 
 
-def _count_skipped(dataset: tf.data.Dataset, counter: tf.Variable) -> tf.data.Dataset:
-    """Keeps a running count of skipped records in `counter`."""
-
-    def accumulate(total, element):
-        total += element[_SKIPPED_KEY]
-        with tf.control_dependencies([counter.assign(total)]):
-            total = tf.identity(total)
-        return total, element
-
-    return dataset.scan(tf.constant(0, tf.int64), accumulate)
-
-
-def _decode(records: tf.data.Dataset, process: Callable, *, skip: bool,
-            num_classes: Optional[int], counter: Optional[tf.Variable]) -> tf.data.Dataset:
-    """Records -> decoded uint8 crops, chunk by chunk in parallel, in a deterministic order."""
-    dataset = records.batch(CHUNK_SIZE).interleave(
-            lambda *chunk: _decode_chunk(chunk, process, skip=skip, num_classes=num_classes),
-            cycle_length=AUTOTUNE, block_length=CHUNK_SIZE + 1, num_parallel_calls=AUTOTUNE,
-            deterministic=True)
-    if counter is not None:
-        dataset = _count_skipped(dataset, counter)
-    return dataset.filter(lambda element: element[_VALID_KEY])  # drops the chunk sentinels
+def _decode(records: tf.data.Dataset, process: Callable, *, batch_size: int, training: bool,
+            checker: "bad_records.BatchChecker") -> tf.data.Dataset:
+    """Records -> batches of uint8 crops, in a deterministic order; bad records handled."""
+    chunk = functools.partial(bad_records.attach_chunk_identities, chunk_size=CHUNK_SIZE)
+    dataset = records.batch(CHUNK_SIZE).map(
+            lambda positions, element: chunk(positions, *element),
+            num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
+    dataset = dataset.map(process, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    return dataset.scan(checker.initial_state(), checker)
 
 
 def _float_stage(*, stats, mean_mode: str, resize_size: int) -> Callable:
@@ -252,14 +216,16 @@ def _float_stage(*, stats, mean_mode: str, resize_size: int) -> Callable:
     return augment
 
 
-def _finish_batch(batch: dict, *, float_stage: Optional[Callable]):
+def _finish_batch(batch: dict, *, float_stage: Optional[Callable], training: bool):
     """(images, labels) from a batch of uint8 crops: the float work, vectorised.
 
     With `float_stage` None (augment_on_device) the uint8 crop dict is passed on.
     """
+    if not training:
+        batch = bad_records.drop_sentinel(batch)
     labels = batch.pop(LABEL_KEY)
-    batch.pop(_VALID_KEY)
-    batch.pop(_SKIPPED_KEY)
+    batch.pop(bad_records.POSITION_KEY)
+    batch.pop(bad_records.SHARD_KEY)
     if float_stage is None:
         return batch, labels
     images = batch[preprocessing.IMAGE_KEY]
@@ -281,12 +247,16 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
                      skip_bad_records: bool = False,
                      bad_record_counter: Optional[tf.Variable] = None,
                      data_service: Optional[str] = None,
-                     data_service_job: Optional[str] = None) -> tf.data.Dataset:
+                     data_service_job: Optional[str] = None,
+                     square_jpeg: bool = False) -> tf.data.Dataset:
     """The pipeline over any record files; `build_dataset` documents the arguments.
 
     Args:
       files: record files (sorted); `parse` maps one serialized record to
         (image bytes, int64 label).
+      square_jpeg: every image is a resize_size square JPEG (the converter's records
+        at that size): training decodes the crop window with no branching, and any
+        other image is a bad record.
     """
     if data_service:
         from alexnet_tf import cluster  # Local import: only service runs need it.
@@ -307,21 +277,26 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
     files = _shard_files(list(files), input_context)
     if num_epochs is None:
         num_epochs = -1 if training else 1
-    base_seed = tf.constant([_shuffle_seeds(seed, pipeline_id)[2], pipeline_id], tf.int64)
+    # Image k of the stream is augmented with the stateless seed (augment_seed, k).
+    augment_seed = _shuffle_seeds(seed, pipeline_id)[2]
     process = _make_process(parse, training=training, crop_size=crop_size,
                             resize_size=resize_size, flip=flip, pca_std=pca_std,
-                            ten_crop=ten_crop, num_classes=num_classes, base_seed=base_seed)
-
+                            ten_crop=ten_crop, num_classes=num_classes, seed=augment_seed,
+                            square_jpeg=square_jpeg)
+    checker = bad_records.BatchChecker(files, chunk_size=CHUNK_SIZE, skip=skip_bad_records,
+                                       reason=_bad_reason(num_classes), counter=bad_record_counter)
     dataset = _records(files, seed=seed, pipeline_id=pipeline_id, training=training,
                        num_epochs=num_epochs, shuffle_buffer=shuffle_buffer,
                        cycle_length=min(cycle_length, len(files)))
-    dataset = _decode(dataset, process, skip=skip_bad_records, num_classes=num_classes,
-                      counter=bad_record_counter)
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+    dataset = _decode(dataset, process, batch_size=batch_size, training=training,
+                      checker=checker)
     float_stage = (None if augment_on_device else
                    _float_stage(stats=stats, mean_mode=mean_mode, resize_size=resize_size))
-    dataset = dataset.map(lambda batch: _finish_batch(batch, float_stage=float_stage),
-                          num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = dataset.map(
+            lambda batch: _finish_batch(batch, float_stage=float_stage, training=training),
+            num_parallel_calls=AUTOTUNE, deterministic=True)
+    if not training:  # Removing the sentinel can leave the last batch empty.
+        dataset = dataset.filter(lambda images, labels: tf.size(labels) > 0)
     options = tf.data.Options()
     options.deterministic = True
     if private_threadpool_size:
@@ -410,10 +385,23 @@ def build_dataset(data_dir: str, split: str, *, global_batch_size: int, training
     files = list_shards(data_dir, split)
     if num_classes is None:
         num_classes = read_num_classes(data_dir)
+    square_jpeg = converted_size(data_dir) == kwargs.get("resize_size", preprocessing.RESIZE_SIZE)
     return build_from_files(files, parse_record, global_batch_size=global_batch_size,
                             training=training, seed=seed, stats=stats, crop_size=crop_size,
                             num_classes=num_classes, input_context=input_context,
-                            skip_bad_records=skip_bad_records, **kwargs)
+                            skip_bad_records=skip_bad_records, square_jpeg=square_jpeg,
+                            **kwargs)
+
+
+def converted_size(data_dir: str) -> Optional[int]:
+    """The square size tools/convert_imagenet.py wrote `data_dir`'s JPEGs at, from its
+    manifest; None when unknown (no manifest, or the originals were kept: resize 0)."""
+    path = os.path.join(data_dir, schema.MANIFEST_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        size = json.load(f).get("options", {}).get("resize")
+    return size or None
 
 
 def synthetic_dataset(*, global_batch_size: int, crop_size: int = 224, num_classes: int = 1000,

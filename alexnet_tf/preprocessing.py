@@ -96,7 +96,8 @@ def _crop(image: tf.Tensor, offset: tf.Tensor, crop_size: int, resize_size: int)
 
 
 def train_crop(image_bytes: tf.Tensor, seed: tf.Tensor, *, crop_size: int = CROP_SIZE,
-               resize_size: int = RESIZE_SIZE, flip: bool = True, pca_std: float = 0.1) -> dict:
+               resize_size: int = RESIZE_SIZE, flip: bool = True, pca_std: float = 0.1,
+               square_jpeg: bool = False) -> dict:
     """The per-image, uint8 part of training augmentation: the random crop and its draws.
 
     The crop comes back unmirrored, with the flip drawn in FLIP_KEY: mirroring is done
@@ -104,6 +105,9 @@ def train_crop(image_bytes: tf.Tensor, seed: tf.Tensor, *, crop_size: int = CROP
 
     A JPEG whose shorter side already is `resize_size` (the converter's records) is
     decoded only inside the crop window; anything else is decoded whole and resized.
+    With `square_jpeg` the image must be a `resize_size` square JPEG (what the converter
+    writes): the window is decoded with no branching at all, and any other image is an
+    error (InvalidArgumentError), i.e. a bad record for the input pipeline.
 
     Args:
       image_bytes: scalar string, an encoded image.
@@ -112,6 +116,7 @@ def train_crop(image_bytes: tf.Tensor, seed: tf.Tensor, *, crop_size: int = CROP
       resize_size: side of the canonical frame the crop is taken from.
       flip: whether to mirror horizontally with probability 1/2.
       pca_std: standard deviation of the PCA coefficients alpha (0 disables lighting).
+      square_jpeg: the image is known to be a resize_size x resize_size JPEG.
 
     Returns:
       A dict: IMAGE_KEY uint8 (S, S, 3), the crop as it lies in the image; OFFSET_KEY
@@ -125,6 +130,17 @@ def train_crop(image_bytes: tf.Tensor, seed: tf.Tensor, *, crop_size: int = CROP
                                          dtype=tf.int32)
     mirror = (tf.random.stateless_uniform([], flip_seed) < 0.5) if flip else tf.constant(False)
     alpha = tf.random.stateless_normal([3], alpha_seed, stddev=pca_std)
+    if square_jpeg:
+        # Two tf.conds cost about a third of this function's own time per image.
+        shape = tf.image.extract_jpeg_shape(image_bytes)  # raises for a non-JPEG
+        check = tf.debugging.Assert(tf.reduce_all(shape[:2] == resize_size),
+                                    ["expected a square JPEG of side", resize_size,
+                                     "got shape", shape])
+        with tf.control_dependencies([check]):
+            window = tf.stack([offset[0], offset[1], crop_size, crop_size])
+            image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+        image = tf.ensure_shape(image, [crop_size, crop_size, 3])
+        return {IMAGE_KEY: image, OFFSET_KEY: offset, FLIP_KEY: mirror, ALPHA_KEY: alpha}
 
     is_jpeg = tf.io.is_jpeg(image_bytes)
     jpeg_shape = tf.cond(is_jpeg, lambda: tf.image.extract_jpeg_shape(image_bytes),
