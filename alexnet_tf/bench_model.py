@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import lrn
 from alexnet_tf import models
 from alexnet_tf.optimizer import PaperSGD
 
@@ -54,6 +55,14 @@ class ModelSpec:
     precision: str = "fp32"
     jit_compile: bool = False
     lrn_bfloat16: bool = False
+    lrn_xla: bool = True
+
+    def build(self) -> keras.Model:
+        """The model; with lrn_xla=False its LRN layers run plain TF ops (`lrn.disable_xla`)."""
+        model = models.build_model(**self.build_kwargs())
+        if not self.lrn_xla:
+            lrn.disable_xla(model)
+        return model
 
     def build_kwargs(self) -> dict:
         kwargs = dict(name=self.name, num_classes=self.num_classes,
@@ -224,7 +233,7 @@ def make_model_runner(spec: ModelSpec, mode: str, batch_size: int, steps_per_run
                          f"{steps_per_run}")
     with tf.device(device) if device else contextlib.nullcontext():
         with dtype_policy(spec.precision):
-            model = models.build_model(**spec.build_kwargs())
+            model = spec.build()
         images, labels = _synthetic_batch(batch_size, spec.input_size, spec.num_classes)
         if mode == "train":
             step = make_train_step(model, PaperSGD(learning_rate=1e-4), spec.jit_compile)
@@ -423,11 +432,11 @@ def loss_curve(spec: ModelSpec, num_steps: int, batch_size: int, num_batches: in
     """
     with dtype_policy(spec.precision):
         keras.utils.set_random_seed(0)
-        model = models.build_model(**spec.build_kwargs())
+        model = spec.build()
         if seed:  # another dropout seed, the same initial weights
             initial_weights = model.get_weights()
             keras.utils.set_random_seed(seed)
-            model = models.build_model(**spec.build_kwargs())
+            model = spec.build()
             model.set_weights(initial_weights)
     images, labels = _synthetic_batch(batch_size * num_batches, spec.input_size,
                                       min(spec.num_classes, 10))

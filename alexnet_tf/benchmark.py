@@ -62,6 +62,8 @@ flags.DEFINE_integer("num_classes", 1000, "Number of logits.")
 flags.DEFINE_float("width_multiplier", 1.0, "Scales every width (1.0 is the paper).")
 flags.DEFINE_bool("lrn_bfloat16", False, "Under mixed_bfloat16, compute LRN in bfloat16 "
                   "(models' lrn_bfloat16) instead of float32.")
+flags.DEFINE_bool("lrn_xla", True, "Run LRN as XLA kernels (the layer's default); false = "
+                  "plain TF ops, as in an exported SavedModel.")
 flags.DEFINE_string("device", None, "Device for the model, e.g. /GPU:0 (default: TF's choice).")
 flags.DEFINE_bool("isolate", True, "Measure each row in its own process (own peak memory).")
 flags.DEFINE_bool("interleave", False, "Measure all rows in this process, round-robin, and "
@@ -112,7 +114,7 @@ def _model_spec(precision: str) -> bench_model.ModelSpec:
                                  num_classes=FLAGS.num_classes, input_size=FLAGS.input_size,
                                  width_multiplier=FLAGS.width_multiplier, precision=precision,
                                  jit_compile=FLAGS.jit_compile,
-                                 lrn_bfloat16=FLAGS.lrn_bfloat16)
+                                 lrn_bfloat16=FLAGS.lrn_bfloat16, lrn_xla=FLAGS.lrn_xla)
 
 
 def _model_rows():

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import evaluation
+from alexnet_tf import lrn
 from alexnet_tf import model_dir as model_dir_lib
 from alexnet_tf import preprocessing
 
@@ -84,6 +85,7 @@ class ServingModule(tf.Module):
                  labels: Optional[list] = None, top_k: int = TOP_K):
         """Args:
           model: a Keras model mapping mean-subtracted images [N, S, S, 3] to logits [N, C].
+            Its LRN layers are switched to plain TF ops (`lrn.disable_xla`).
           settings: the run's test-time preprocessing (statistics, mean mode, sizes), as
             from `evaluation.eval_settings`.
           labels: labels.json entries, or None.
@@ -94,6 +96,8 @@ class ServingModule(tf.Module):
         if tuple(model.input_shape[1:]) != (settings.crop_size, settings.crop_size, 3):
             raise ValueError(f"the model takes inputs {model.input_shape[1:]} but the settings "
                              f"crop {settings.crop_size}x{settings.crop_size}")
+        # TF Serving's model server does not run XLA kernels by default: trace plain ops.
+        lrn.disable_xla(model)
         self.model = model
         self.settings = settings
         self._top_k = min(int(top_k), num_classes)

@@ -223,3 +223,45 @@ def test_xla_float_stage_equals_the_eager_ops(mean_mode):
     if mean_mode == "rgb":
         np.testing.assert_array_equal(eager[0], plain[0][:, ::-1])
         np.testing.assert_array_equal(eager[1], plain[1])
+
+
+def test_bad_last_record_of_an_eval_stream_is_reported(tmp_path, stats):
+    # Record 47 is read last from its shard; with 4 shards interleaved it is the very
+    # last of the stream, so only the end-of-stream sentinel can reveal it.
+    data_dir = write_records(tmp_path, bad={NUM_RECORDS - 1: (b"\xff\xd8\xff broken", 1)})
+    bad_shard = schema.shard_name("train", (NUM_RECORDS - 1) % NUM_SHARDS, NUM_SHARDS)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"{bad_shard}.*\n?.*11"):
+        list(build(data_dir, stats, training=False))
+    counter = tf.Variable(0, dtype=tf.int64)
+    batches = list(build(data_dir, stats, training=False, skip_bad_records=True,
+                         bad_record_counter=counter))
+    assert sorted(labels_of(batches)) == list(range(NUM_RECORDS - 1))
+    assert int(counter.numpy()) == 1
+    # 47 records in batches of 8: the sentinel never shows, the last batch is short.
+    assert [int(labels.shape[0]) for _, labels in batches] == [8] * 5 + [7]
+
+
+def test_bad_record_in_training_names_the_shard_and_skips_count(tmp_path, stats):
+    broken = {k: (b"garbage", k) for k in (3, 17, 18)}
+    data_dir = write_records(tmp_path, bad=broken)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="train-0000[0-3]-of-00004"):
+        list(build(data_dir, stats, num_epochs=1))
+    counter = tf.Variable(0, dtype=tf.int64)
+    labels = labels_of(build(data_dir, stats, num_epochs=2, skip_bad_records=True,
+                             bad_record_counter=counter))
+    # 2 x 45 good records, in batches of 8 with the remainder dropped: 88 seen.
+    assert len(labels) == 88 and not set(labels) & set(broken)
+    assert int(counter.numpy()) == 6
+
+
+def test_a_whole_chunk_of_bad_records_is_counted(tmp_path, stats, monkeypatch):
+    monkeypatch.setattr(input_pipeline, "CHUNK_SIZE", 4)
+    broken = {k: (b"garbage", k) for k in range(4, 16)}  # interleaved: 3 whole chunks
+    data_dir = write_records(tmp_path, bad=broken)
+    counter = tf.Variable(0, dtype=tf.int64)
+    labels = labels_of(build(data_dir, stats, training=False, skip_bad_records=True,
+                             bad_record_counter=counter))
+    assert sorted(labels) == [k for k in range(NUM_RECORDS) if k not in broken]
+    assert int(counter.numpy()) == len(broken)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bad record"):
+        list(build(data_dir, stats, training=False))

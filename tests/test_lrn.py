@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from alexnet_tf import lrn as lrn_module
 from alexnet_tf.lrn import LocalResponseNormalization
 
 
@@ -28,24 +29,26 @@ def numpy_lrn(x, size, k, alpha, beta, convention="paper", groups=1):
 
 # ----------------------------------------------------------------- LocalResponseNormalization
 
+@pytest.mark.parametrize("xla", [True, False])
 @pytest.mark.parametrize("convention", ["paper", "caffe"])
 @pytest.mark.parametrize("size,groups", [(5, 1), (3, 1), (1, 1), (5, 2), (9, 1)])
-def test_lrn_matches_numpy_paper_formula(convention, size, groups):
+def test_lrn_matches_numpy_paper_formula(convention, size, groups, xla):
     # 8 channels with size up to 9: windows are clipped at both edges (and at the group
     # boundary for groups=2). Large activations make the normalisation far from identity.
     x = np.random.RandomState(0).normal(0, 30, (2, 3, 4, 8)).astype(np.float32)
     layer = LocalResponseNormalization(size=size, k=2.0, alpha=1e-3, beta=0.75,
-                                       convention=convention, groups=groups)
+                                       convention=convention, groups=groups, xla=xla)
     expected = numpy_lrn(x, size, 2.0, 1e-3, 0.75, convention, groups)
     assert not np.allclose(expected, x / 2.0 ** 0.75, rtol=1e-2)  # the sum matters
     np.testing.assert_allclose(layer(x).numpy(), expected, rtol=2e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("xla", [True, False])
 @pytest.mark.parametrize("beta", [0.0, 0.5, 0.75, 1.0, 0.6, 2.0])
-def test_lrn_every_beta_path_matches_numpy(beta):
+def test_lrn_every_beta_path_matches_numpy(beta, xla):
     # beta 0.5, 0.75 and 1 have fast paths (rsqrt, reciprocal); others use exp(-beta log).
     x = np.random.RandomState(8).normal(0, 50, (2, 3, 3, 6)).astype(np.float32)
-    layer = LocalResponseNormalization(size=3, k=1.5, alpha=1e-3, beta=beta)
+    layer = LocalResponseNormalization(size=3, k=1.5, alpha=1e-3, beta=beta, xla=xla)
     np.testing.assert_allclose(layer(x).numpy(), numpy_lrn(x, 3, 1.5, 1e-3, beta),
                                rtol=2e-5, atol=1e-6)
 
@@ -82,12 +85,13 @@ def test_lrn_computes_in_float32_under_mixed_precision():
     np.testing.assert_allclose(out.numpy().astype(np.float32), expected, rtol=2e-3)
 
 
+@pytest.mark.parametrize("xla", [True, False])
 @pytest.mark.parametrize("groups,beta", [(1, 0.75), (2, 0.75), (2, 0.6)])
-def test_lrn_hand_written_gradient_matches_tf_nn_lrn(groups, beta):
+def test_lrn_hand_written_gradient_matches_tf_nn_lrn(groups, beta, xla):
     """The layer's custom gradient equals TF's LRNGrad, tower by tower (issue 8's change)."""
     x = tf.constant(np.random.RandomState(4).normal(0, 60, (2, 3, 3, 16)).astype(np.float32))
     weights = tf.constant(np.random.RandomState(5).normal(0, 1, x.shape).astype(np.float32))
-    layer = LocalResponseNormalization(beta=beta, groups=groups)
+    layer = LocalResponseNormalization(beta=beta, groups=groups, xla=xla)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         ours = tf.reduce_sum(layer(x) * weights)
@@ -130,14 +134,17 @@ def test_lrn_bfloat16_compute_stays_close_to_float32():
     assert np.abs(grad16 - grad32).max() < 0.02 * np.abs(grad32).max()
 
 
-def test_lrn_with_devices_places_each_group_and_matches():
+@pytest.mark.parametrize("xla", [True, False])
+def test_lrn_with_devices_places_each_group_and_matches(xla):
     x = np.random.RandomState(2).normal(0, 30, (2, 3, 3, 8)).astype(np.float32)
-    placed = LocalResponseNormalization(groups=2, devices=["/CPU:0", "/CPU:1"])
+    placed = LocalResponseNormalization(groups=2, devices=["/CPU:0", "/CPU:1"], xla=xla)
     np.testing.assert_allclose(placed(x).numpy(), numpy_lrn(x, 5, 2.0, 1e-4, 0.75, groups=2),
                                rtol=2e-5)
     graph = tf.function(placed).get_concrete_function(tf.TensorSpec(x.shape)).graph
-    devices = {op.device for op in graph.get_operations() if op.type in ("MatMul", "BatchMatMulV2",
-                                                                         "BatchMatMulV3")}
+    # The per-group computation: the band GEMM, or the call of the XLA kernel.
+    kinds = (("PartitionedCall", "StatefulPartitionedCall") if xla else
+             ("MatMul", "BatchMatMulV2", "BatchMatMulV3"))
+    devices = {op.device for op in graph.get_operations() if op.type in kinds}
     assert any(d.endswith("CPU:0") for d in devices) and any(d.endswith("CPU:1") for d in devices)
 
 
@@ -169,3 +176,23 @@ def test_lrn_bad_arguments(kwargs, message):
 def test_lrn_groups_must_divide_channels():
     with pytest.raises(ValueError, match=r"divisible by groups=2.*\(1, 2, 2, 5\)"):
         LocalResponseNormalization(groups=2)(np.zeros((1, 2, 2, 5), np.float32))
+
+
+def test_disable_xla_leaves_plain_ops_and_the_same_result():
+    inputs = keras.Input((6, 6, 8))
+    model = keras.Model(inputs, LocalResponseNormalization(groups=2)(inputs))
+    x = np.random.RandomState(9).normal(0, 40, (2, 6, 6, 8)).astype(np.float32)
+    fused = model(x).numpy()
+
+    def op_types():
+        graph = tf.function(model).get_concrete_function(tf.TensorSpec(x.shape)).graph
+        types = set()
+        for function in graph.as_graph_def().library.function:
+            if function.attr["_XlaMustCompile"].b:
+                types.add("xla")
+        return types
+
+    assert op_types() == {"xla"}
+    assert lrn_module.disable_xla(model) == 1
+    assert op_types() == set()
+    np.testing.assert_allclose(model(x).numpy(), fused, rtol=1e-5, atol=1e-6)

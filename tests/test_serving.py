@@ -214,6 +214,17 @@ def test_export_pins_no_device(exported):
     assert b"CPU:1" not in graph and b"GPU:" not in graph
 
 
+def test_export_holds_no_xla_kernel(exported):
+    # Training's LRN runs as XLA kernels; TF Serving's model server does not run those.
+    from tensorflow.core.protobuf import saved_model_pb2
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(exported["version_dir"], "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    functions = saved.meta_graphs[0].graph_def.library.function
+    assert len(functions) > 0
+    assert not [f.signature.name for f in functions if f.attr["_XlaMustCompile"].b]
+
+
 def test_warmup_file_holds_predict_requests_for_both_signatures(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
