@@ -33,6 +33,34 @@ def test_update_equals_paper_rule_in_numpy():
     assert int(opt.iterations.numpy()) == 4
 
 
+def test_fused_update_in_place_and_under_a_strategy_agree():
+    """The XLA kernel (no strategy) and the plain ops (under a strategy) agree."""
+    rng = np.random.default_rng(1)
+    initial = rng.normal(size=(6, 4)).astype(np.float32)
+    gradients = [rng.normal(size=(6, 4)).astype(np.float32) for _ in range(3)]
+    plain = keras.Variable(initial)
+    plain_opt = optimizer_lib.PaperSGD(learning_rate=0.1, weight_decay=0.05)
+    # No collectives: their process-wide instance keys would clash with later tests'.
+    strategy = tf.distribute.MirroredStrategy(
+            ["/CPU:0", "/CPU:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+    with strategy.scope():
+        mirrored = keras.Variable(initial)
+        mirrored_opt = optimizer_lib.PaperSGD(learning_rate=0.1, weight_decay=0.05)
+        mirrored_opt.build([mirrored])  # slots are made in the scope, not in a replica
+
+    @tf.function
+    def mirrored_step(grad):
+        # Two replicas each hold half the gradient: the all-reduce sums it back.
+        strategy.run(lambda: mirrored_opt.apply_gradients([(grad / 2.0, mirrored)]))
+
+    for grad in gradients:
+        plain_opt.apply_gradients([(tf.constant(grad), plain)])
+        mirrored_step(tf.constant(grad))
+    expected_w, _ = _numpy_paper_sgd(initial, gradients, 0.1, 0.9, 0.05)
+    np.testing.assert_allclose(plain.numpy(), expected_w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mirrored.numpy(), plain.numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_weight_decay_is_inside_momentum_not_decoupled():
     # With zero gradients, the paper's rule still shrinks w through the velocity, so the
     # second step shrinks more than the first; decoupled decay shrinks by the same
