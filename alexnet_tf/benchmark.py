@@ -33,6 +33,7 @@ from absl import flags
 
 from alexnet_tf import bench_input
 from alexnet_tf import bench_model
+from alexnet_tf import malloc_tuning
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Directory of converted TFRecords (train-* shards). "
@@ -187,6 +188,7 @@ def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: python -m alexnet_tf.benchmark {{{','.join(COMMANDS)}}} "
                              f"[--flags]; got {argv[1:]}")
+    malloc_tuning.tune_malloc()  # as the trainer does: measure what training runs
     COMMANDS[argv[1]]()
 
 

@@ -42,6 +42,8 @@ def main(argv):
     if _CHECKPOINT.value and not _MODEL_DIR.value:
         raise app.UsageError("--checkpoint needs --model_dir")
     from alexnet_tf import evaluation  # Local: keep --help fast.
+    from alexnet_tf import malloc_tuning
+    malloc_tuning.tune_malloc()
 
     counts, output = evaluation.run(
             _DATA_DIR.value, model_dir=_MODEL_DIR.value, checkpoint=_CHECKPOINT.value,

@@ -21,6 +21,7 @@ from absl import flags
 from absl import logging
 
 from alexnet_tf import config as config_lib
+from alexnet_tf import malloc_tuning
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Directory of the run: config.json, "
                                  "checkpoints/, logs/ (TensorBoard), labels.json.",
@@ -76,6 +77,7 @@ def prepare_demo_data(config: config_lib.TrainConfig) -> None:
 
 def main(argv):
     del argv  # Unused.
+    malloc_tuning.tune_malloc()  # reuse large buffers between steps (see the module)
     from alexnet_tf import trainer  # Imports TensorFlow: after flag parsing (fast --help).
     config = config_from_flags()
     if config.deterministic:

@@ -61,6 +61,23 @@ def test_fused_update_in_place_and_under_a_strategy_agree():
     np.testing.assert_allclose(mirrored.numpy(), plain.numpy(), rtol=1e-6, atol=1e-6)
 
 
+def test_fused_update_keeps_same_shaped_variables_apart_across_optimizers():
+    for _ in range(2):  # a second optimizer and new variables after the first are gone
+        a, b = keras.Variable(np.ones(3, np.float32)), keras.Variable(np.ones(3, np.float32))
+        opt = optimizer_lib.PaperSGD(learning_rate=1.0, weight_decay=0.0)
+
+        @tf.function
+        def step(grad_a, grad_b):
+            opt.apply_gradients([(grad_a, a), (grad_b, b)])
+
+        step(tf.fill([3], 1.0), tf.fill([3], 2.0))
+        step(tf.fill([3], 1.0), tf.fill([3], 2.0))
+        # v_a: -1, then 0.9 * -1 - 1 = -1.9; v_b: -2, then -3.8.
+        np.testing.assert_allclose(a.numpy(), 1 - 1 - 1.9, rtol=1e-6)
+        np.testing.assert_allclose(b.numpy(), 1 - 2 - 3.8, rtol=1e-6)
+        del a, b, opt, step
+
+
 def test_weight_decay_is_inside_momentum_not_decoupled():
     # With zero gradients, the paper's rule still shrinks w through the velocity, so the
     # second step shrinks more than the first; decoupled decay shrinks by the same
