@@ -155,6 +155,12 @@ class _TorchWorker:
 
 def torch_worker_main():
     """Serves requests {"op": ..., **args} from stdin, one JSON answer per line."""
+    # The same malloc settings as the TensorFlow side (ALEXNET_TF_MALLOC_TUNING, passed
+    # down by the driver): PyTorch's CPU tensors come from malloc too. The module is
+    # plain Python, so the PyTorch interpreter can load it from this checkout.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from alexnet_tf import malloc_tuning
+    malloc_tuning.tune_malloc()
     worker = _TorchWorker()
     for line in sys.stdin:
         request = json.loads(line)
@@ -194,6 +200,9 @@ flags.DEFINE_bool("jit_compile", False, "XLA-compile TensorFlow's step.")
 flags.DEFINE_integer("input_size", 224, "Image side.")
 flags.DEFINE_integer("num_classes", 1000, "Logits.")
 flags.DEFINE_float("width_multiplier", 1.0, "Scales every width (small nets for tests).")
+flags.DEFINE_bool("malloc_tuning", True, "Raise glibc's mmap/trim thresholds in BOTH "
+                  "processes (alexnet_tf/malloc_tuning.py; the trainer does it), so neither "
+                  "pays page faults for large buffers every step; false = glibc defaults.")
 flags.DEFINE_bool("parity_only", False, "Only check that both nets give the same logits.")
 flags.DEFINE_float("parity_tolerance", 1e-3, "Max |TF - PyTorch| / max |TF| of the logits.")
 
@@ -202,9 +211,10 @@ class TorchClient:
     """Drives the PyTorch worker subprocess over stdin/stdout JSON lines."""
 
     def __init__(self, python: str):
+        env = dict(os.environ, ALEXNET_TF_MALLOC_TUNING="1" if FLAGS.malloc_tuning else "0")
         self.process = subprocess.Popen(
             [python, os.path.abspath(__file__), "--torch_worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, bufsize=1)
+            stdout=subprocess.PIPE, text=True, bufsize=1, env=env)
 
     def call(self, op: str, **kwargs) -> dict:
         self.process.stdin.write(json.dumps(dict(op=op, **kwargs)) + "\n")
@@ -357,6 +367,9 @@ def format_rows(rows, spec, torch_version: str) -> str:
 def main(argv):
     del argv
     import tempfile
+    from alexnet_tf import malloc_tuning
+    if FLAGS.malloc_tuning:
+        malloc_tuning.tune_malloc()
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     from alexnet_tf import bench_model, models
