@@ -266,7 +266,7 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
                              "pipeline runs on the service's workers, not in this process")
         # The service splits the files among its workers at run time, so every trainer
         # must define the SAME dataset (one shared job): no per-pipeline file sharding.
-        input_context = _service_input_context(input_context)
+        input_context = cluster.service_input_context(input_context)
     if global_batch_size <= 0:
         raise ValueError(f"global_batch_size must be positive, got {global_batch_size}")
     if mean_mode not in preprocessing.MEAN_MODES:
@@ -303,42 +303,9 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
         options.threading.private_threadpool_size = private_threadpool_size
     dataset = dataset.with_options(options)
     if data_service:
-        dataset = distribute_over_service(dataset, data_service, data_service_job)
+        from alexnet_tf import cluster  # Local import: only service runs need it.
+        dataset = cluster.distribute_over_service(dataset, data_service, data_service_job)
     return dataset.prefetch(AUTOTUNE)
-
-
-def _service_input_context(input_context):
-    """An input context with one input pipeline, keeping the per-replica batch size."""
-    if input_context is None:
-        return None
-    return tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
-                                      num_replicas_in_sync=input_context.num_replicas_in_sync)
-
-
-def distribute_over_service(dataset: tf.data.Dataset, service: str,
-                            job_name: Optional[str] = None) -> tf.data.Dataset:
-    """Runs `dataset` on tf.data service workers; this process only receives its batches.
-
-    Sharding is DYNAMIC: the dispatcher hands each service worker the next file when it
-    asks, so within an epoch every record reaches one trainer at most once (a service
-    worker restarted mid-file loses the rest of that file for the epoch). The order is
-    not deterministic, and an iterator over the service cannot be saved in a checkpoint.
-
-    Args:
-      dataset: the pipeline, defined as if it ran locally (graph-only: no Python state).
-      service: the dispatcher, `grpc://host:port` (started with
-        `python -m alexnet_tf.data_service --role=dispatcher`).
-      job_name: trainers giving the same name share one stream of batches (each batch
-        goes to one of them); None gives this process a private job.
-
-    Raises:
-      ValueError: `service` is not grpc://host:port.
-    """
-    from alexnet_tf import cluster  # Local import: only service runs need it.
-    service = cluster.parse_service_address(service)
-    return dataset.apply(tf.data.experimental.service.distribute(
-            processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
-            service=service, job_name=job_name))
 
 
 def build_dataset(data_dir: str, split: str, *, global_batch_size: int, training: bool,
@@ -373,7 +340,7 @@ def build_dataset(data_dir: str, split: str, *, global_batch_size: int, training
         private_threadpool_size, bad_record_counter (an int64 tf.Variable receiving
         the running count of skipped records), data_service (`grpc://host:port` of a
         tf.data service dispatcher: decode and augmentation run on its workers, see
-        `distribute_over_service`), data_service_job (the shared job name).
+        `cluster.distribute_over_service`), data_service_job (the shared job name).
 
     Returns:
       A tf.data.Dataset whose iterator can be saved with tf.train.Checkpoint.
