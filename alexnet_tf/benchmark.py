@@ -33,6 +33,7 @@ from absl import flags
 
 from alexnet_tf import bench_input
 from alexnet_tf import bench_model
+from alexnet_tf import bench_report
 from alexnet_tf import malloc_tuning
 
 FLAGS = flags.FLAGS
@@ -171,12 +172,12 @@ def run_model() -> None:
             result = bench_model.benchmark(spec, mode, batch_size, steps_per_run=steps,
                                            **options)
         results.append(result)
-        print(bench_model.format_table([result]).splitlines()[-1], flush=True)
+        print(bench_report.format_table([result]).splitlines()[-1], flush=True)
     if results:
         command = "python -m alexnet_tf.benchmark " + " ".join(sys.argv[1:])
-        print("\n" + bench_model.format_table(results, command=command))
+        print("\n" + bench_report.format_table(results, command=command))
         if FLAGS.interleave:
-            print("\n".join([""] + bench_model.paired_ratios(results)))
+            print("\n".join([""] + bench_report.paired_ratios(results)))
     if FLAGS.loss_curve_steps > 0:
         _print_loss_curves()
 

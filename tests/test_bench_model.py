@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from alexnet_tf import bench_model, models
+from alexnet_tf import bench_model, bench_report, models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(num_classes=10, input_size=67, width_multiplier=0.125)
@@ -47,7 +47,7 @@ def _check_result(result, mode, precision):
     assert len(result.run_images_per_second) == 2
     assert result.images_per_second > 0 and result.matmul_gflops["fp32"] > 0
     assert result.gflop_per_image > 0 and result.peak_memory_mb > 0
-    table = bench_model.format_table([result], command="cmd --x")
+    table = bench_report.format_table([result], command="cmd --x")
     assert "`cmd --x`" in table and f"| {mode} | {precision} |" in table
 
 
