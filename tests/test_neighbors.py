@@ -30,11 +30,7 @@ def test_nearest_validates():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("neighbors")
-    model_dir = str(root / "run")
-    viz_fixtures.make_run(model_dir)
-    files, shard = viz_fixtures.write_images(str(root / "images"), 9)
-    return dict(loaded=viz_inputs.load_model_dir(model_dir), files=files, shard=shard,
-                cache_dir=str(root / "cache"))
+    return dict(viz_fixtures.run_with_images(root, 9), cache_dir=str(root / "cache"))
 
 
 def test_each_image_is_its_own_nearest_neighbour_and_features_are_cached(run):

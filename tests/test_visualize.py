@@ -18,12 +18,7 @@ from alexnet_tf import viz_tools
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("visualize")
-    model_dir = str(root / "run")
-    viz_fixtures.make_run(model_dir)
-    files, shard = viz_fixtures.write_images(str(root / "images"), 6)
-    return dict(root=root, model_dir=model_dir, loaded=viz_inputs.load_model_dir(model_dir),
-                files=files, shard=shard)
+    return viz_fixtures.run_with_images(tmp_path_factory.mktemp("visualize"), 6)
 
 
 def _check_png(path, min_size=(200, 150)):

@@ -78,3 +78,16 @@ def write_images(directory: str, count: int):
                 width=pixels.shape[1], filename=os.path.basename(path), label=index % 3,
                 synset=f"n{index % 3:08d}", class_name=CLASS_NAMES[index % 3]))
     return files, shard
+
+
+def run_with_images(root, num_images: int) -> dict:
+    """A run under root/run and `num_images` images under root/images, loaded.
+
+    Returns {"root", "model_dir", "loaded" (viz_inputs.load_model_dir), "files", "shard"}.
+    """
+    from alexnet_tf import viz_inputs  # Local: only the fixtures that use it pay for it.
+    model_dir = os.path.join(str(root), "run")
+    make_run(model_dir)
+    files, shard = write_images(os.path.join(str(root), "images"), num_images)
+    return dict(root=root, model_dir=model_dir, loaded=viz_inputs.load_model_dir(model_dir),
+                files=files, shard=shard)
