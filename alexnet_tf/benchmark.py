@@ -3,14 +3,14 @@ r"""Benchmarks. Usage: `python -m alexnet_tf.benchmark COMMAND [--flags]`.
 Commands:
   input   images/s per CPU core of the input pipeline: raw JPEG decoding (the limit),
           the full training pipeline, and a plain Pillow+NumPy pipeline, on 1 and 2 cores
-          (see alexnet_tf/bench_input.py):
+          (see alexnet_tf/bench/pipeline.py):
 
             python -m alexnet_tf.benchmark input --data_dir=/data/imagenet_tfrecords
             python -m alexnet_tf.benchmark input --make_images=2048   # generated records
 
   model   training and inference images/s of a network on synthetic data, the achieved
           GFLOP/s and its fraction of this machine's matmul rate measured in the same run,
-          the peak memory of each row's process (see alexnet_tf/bench_model.py):
+          the peak memory of each row's process (see alexnet_tf/bench/model.py):
 
             python -m alexnet_tf.benchmark model --precisions=fp32,mixed_bfloat16 \
                 --train_batch_sizes=32,128 --inference_batch_sizes=1,128 --num_runs=5
@@ -31,10 +31,10 @@ import tempfile
 from absl import app
 from absl import flags
 
-from alexnet_tf import bench_input
-from alexnet_tf import bench_model
-from alexnet_tf import bench_report
-from alexnet_tf import malloc_tuning
+from alexnet_tf.bench import pipeline as bench_input
+from alexnet_tf.bench import model as bench_model
+from alexnet_tf.bench import report as bench_report
+from alexnet_tf import startup as malloc_tuning
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Directory of converted TFRecords (train-* shards). "

@@ -71,7 +71,7 @@ def _validate(argv) -> None:
     if FLAGS.role is None:
         raise app.UsageError("--role is required: one of " + ", ".join(ROLES))
     if FLAGS.role == "worker":
-        from alexnet_tf import cluster
+        from alexnet_tf.distributed import cluster
         try:
             cluster.validate_host_port(FLAGS.dispatcher_address, "--dispatcher_address")
         except ValueError as error:

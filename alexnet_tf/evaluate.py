@@ -41,8 +41,8 @@ def main(argv):
         raise app.UsageError("give exactly one of --model_dir and --saved_model")
     if _CHECKPOINT.value and not _MODEL_DIR.value:
         raise app.UsageError("--checkpoint needs --model_dir")
-    from alexnet_tf import evaluation  # Local: keep --help fast.
-    from alexnet_tf import malloc_tuning
+    from alexnet_tf.evaluation import classification as evaluation  # Local: keep --help fast.
+    from alexnet_tf import startup as malloc_tuning
     malloc_tuning.tune_malloc()
 
     counts, output = evaluation.run(

@@ -10,7 +10,7 @@ ever loads whole models. Serve it with
   tensorflow_model_server --rest_api_port=8501 --model_name=alexnet \
       --model_base_path=/tmp/alexnet_export
 
-See alexnet_tf/serving.py for the signatures and the warm-up requests.
+See alexnet_tf/serving/signatures.py for the signatures and the warm-up requests.
 """
 
 from absl import app
@@ -40,7 +40,7 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from alexnet_tf import serving  # Local: keep --help fast.
+    from alexnet_tf.serving import signatures as serving  # Local: keep --help fast.
 
     module = serving.module_from_model_dir(_MODEL_DIR.value, _CHECKPOINT.value,
                                            stats_path=_STATS_PATH.value,

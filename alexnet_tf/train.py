@@ -1,6 +1,6 @@
 r"""Trains AlexNet (or ZFNet): `python -m alexnet_tf.train --flagfile=flags/alexnet.cfg`.
 
-Every flag is a field of `alexnet_tf.config.TrainConfig` (defaults and help live there);
+Every flag is a field of `alexnet_tf.training.config.TrainConfig` (defaults and help live there);
 `--flagfile` works and later flags override it:
 
   python -m alexnet_tf.train --flagfile=flags/alexnet.cfg --data_dir=/data/imagenet \
@@ -20,8 +20,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from alexnet_tf import config as config_lib
-from alexnet_tf import malloc_tuning
+from alexnet_tf.training import config as config_lib
+from alexnet_tf import startup as malloc_tuning
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Directory of the run: config.json, "
                                  "checkpoints/, logs/ (TensorBoard), labels.json.",
@@ -63,7 +63,9 @@ def config_from_flags(values=flags.FLAGS) -> config_lib.TrainConfig:
 
 def prepare_demo_data(config: config_lib.TrainConfig) -> None:
     """Makes the demo images and converts them into config.data_dir, unless already done."""
-    from alexnet_tf import demo_data, imagenet_convert, schema
+    from alexnet_tf.data.imagenet import demo as demo_data
+    from alexnet_tf.data.imagenet import convert as imagenet_convert
+    from alexnet_tf.data import schema
     if os.path.exists(os.path.join(config.data_dir, schema.MANIFEST_FILE)):
         logging.info("Demo records already in %s", config.data_dir)
         return
@@ -78,7 +80,7 @@ def prepare_demo_data(config: config_lib.TrainConfig) -> None:
 def main(argv):
     del argv  # Unused.
     malloc_tuning.tune_malloc()  # reuse large buffers between steps (see the module)
-    from alexnet_tf import trainer  # Imports TensorFlow: after flag parsing (fast --help).
+    from alexnet_tf.training import loop as trainer  # Imports TensorFlow: after flag parsing (fast --help).
     config = config_from_flags()
     if config.deterministic:
         import tensorflow as tf  # Process-wide: set here, before any op runs.

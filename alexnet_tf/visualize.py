@@ -56,7 +56,7 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 
 
 def _load_model():
-    from alexnet_tf import viz_inputs
+    from alexnet_tf.viz import inputs as viz_inputs
     if _SAVED_MODEL.value:
         loaded = viz_inputs.load_saved_model(_SAVED_MODEL.value, _MODEL_DIR.value, _STATS.value)
     elif _MODEL_DIR.value:
@@ -69,7 +69,7 @@ def _load_model():
 
 
 def _images(tool: str, extra):
-    from alexnet_tf import viz_inputs
+    from alexnet_tf.viz import inputs as viz_inputs
     patterns = list(_IMAGES.value) + list(extra)
     if not patterns:
         raise app.UsageError(f"`{tool}` needs images: --images=FILE,GLOB,SHARD...")
@@ -78,7 +78,7 @@ def _images(tool: str, extra):
 
 def run(tool: str, extra_images=()) -> dict:
     """Runs one tool with the flags' values; returns the tool's summary dict."""
-    from alexnet_tf import viz_tools
+    from alexnet_tf.viz import tools as viz_tools
     loaded = _load_model()
     output = _OUTPUT.value
     if tool == "kernels":

@@ -1,10 +1,10 @@
-"""Smoke tests for alexnet_tf/bench_input.py and `python -m alexnet_tf.benchmark input` (no timing asserts)."""
+"""Smoke tests for alexnet_tf/bench/pipeline.py and `python -m alexnet_tf.benchmark input` (no timing asserts)."""
 
 import numpy as np
 import pytest
 
-from alexnet_tf import bench_input
-from alexnet_tf import stats as stats_lib
+from alexnet_tf.bench import pipeline as bench_input
+from alexnet_tf.data import stats as stats_lib
 
 
 @pytest.fixture(scope="module")

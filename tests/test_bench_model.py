@@ -1,4 +1,4 @@
-"""Smoke tests for alexnet_tf.bench_model and tools/compare_pytorch.py (no timing asserts).
+"""Smoke tests for alexnet_tf.bench.model and tools/compare_pytorch.py (no timing asserts).
 
 Tiny nets only (width 1/8, 67x67 inputs, 10 classes); performance is checked by running
 the benchmark, never here.
@@ -15,7 +15,9 @@ import keras
 import numpy as np
 import pytest
 
-from alexnet_tf import bench_model, bench_report, models
+from alexnet_tf.bench import model as bench_model
+from alexnet_tf.bench import report as bench_report
+from alexnet_tf.nn import models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(num_classes=10, input_size=67, width_multiplier=0.125)

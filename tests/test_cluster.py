@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf/cluster.py: TF_CONFIG parsing, the chief, chief-only output."""
+"""Tests for alexnet_tf/distributed/cluster.py: TF_CONFIG parsing, the chief, chief-only output."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import cluster
+from alexnet_tf.distributed import cluster
 
 
 def _tf_config(cluster_spec, task_type, index):

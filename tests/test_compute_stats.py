@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf/stats_compute.py and tools/compute_stats.py, against NumPy."""
+"""Tests for alexnet_tf/data/imagenet/compute_stats.py and tools/compute_stats.py, against NumPy."""
 
 import io
 import os
@@ -10,10 +10,10 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import imagenet_convert
-from alexnet_tf import schema
-from alexnet_tf import stats as stats_lib
-from alexnet_tf import stats_compute
+from alexnet_tf.data.imagenet import convert as imagenet_convert
+from alexnet_tf.data import schema
+from alexnet_tf.data import stats as stats_lib
+from alexnet_tf.data.imagenet import compute_stats as stats_compute
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 16

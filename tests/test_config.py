@@ -7,8 +7,8 @@ import os
 from absl import flags
 import pytest
 
-from alexnet_tf import config as config_lib
-from alexnet_tf import model_dir as model_dir_lib
+from alexnet_tf.training import config as config_lib
+from alexnet_tf import run_dir as model_dir_lib
 from alexnet_tf import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

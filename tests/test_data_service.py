@@ -22,10 +22,10 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import imagenet_convert
-from alexnet_tf import input_pipeline
-from alexnet_tf import model_dir as model_dir_lib
-from alexnet_tf import stats as stats_lib
+from alexnet_tf.data.imagenet import convert as imagenet_convert
+from alexnet_tf.data import pipeline as input_pipeline
+from alexnet_tf import run_dir as model_dir_lib
+from alexnet_tf.data import stats as stats_lib
 
 NUM_CLASSES, PER_CLASS, NUM_SHARDS = 3, 5, 4
 CROP, RESIZE = 56, 64  # 64: the smallest input of the paper network (the training run)
@@ -139,8 +139,8 @@ def test_pipeline_rejects_bad_service_options(data_dir):
 
 @pytest.mark.slow
 def test_dispatcher_and_two_workers_feed_the_local_pipelines_images(data_dir, tmp_path):
-    from alexnet_tf import config as config_lib
-    from alexnet_tf import trainer
+    from alexnet_tf.training import config as config_lib
+    from alexnet_tf.training import loop as trainer
     stats = stats_lib.load_stats(None)
     with _servers() as start:
         # All three start at once (each pays TensorFlow's start-up); workers retry

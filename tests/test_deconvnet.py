@@ -1,13 +1,13 @@
-"""Tests for alexnet_tf.deconvnet: against a NumPy deconvnet for conv+ReLU+pool, and more."""
+"""Tests for alexnet_tf.viz.deconvnet: against a NumPy deconvnet for conv+ReLU+pool, and more."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import deconvnet
-from alexnet_tf import layers as alexnet_layers
-from alexnet_tf import lrn
+from alexnet_tf.viz import deconvnet
+from alexnet_tf.nn import layers as alexnet_layers
+from alexnet_tf.nn import lrn
 
 
 def _numpy_conv(image, kernel, stride):
@@ -180,7 +180,7 @@ def test_bad_layers_are_named():
 def test_paper_alexnet_with_tower_devices_projects_like_one_device():
     # The paper variant on two (logical) devices pools per tower (GroupedMaxPooling2D) and
     # convolves per group; the deconvnet must give what the single-device net gives.
-    from alexnet_tf import models
+    from alexnet_tf.nn import models
     kwargs = dict(num_classes=3, input_size=67, width_multiplier=0.0625)
     single = models.alexnet(**kwargs)
     towers = models.alexnet(tower_devices=("/CPU:0", "/CPU:1"), **kwargs)
@@ -202,7 +202,7 @@ def test_paper_alexnet_with_tower_devices_projects_like_one_device():
 @pytest.mark.parametrize("name,kwargs", [("zfnet", {}), ("alexnet", {"variant": "one_tower"})])
 def test_other_networks_project_inside_their_receptive_fields(name, kwargs):
     # ZFNet pools with "same" padding and pads conv1; one-tower AlexNet pads conv1 by 2.
-    from alexnet_tf import models
+    from alexnet_tf.nn import models
     model = models.build_model(name, num_classes=3, input_size=67, width_multiplier=0.0625,
                                **kwargs)
     for weight in model.weights:  # Positive weights: every projection is non-zero.

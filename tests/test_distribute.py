@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import config as config_lib
-from alexnet_tf import distribute
-from alexnet_tf import model_dir as model_dir_lib
-from alexnet_tf import trainer
+from alexnet_tf.training import config as config_lib
+from alexnet_tf.distributed import strategy as distribute
+from alexnet_tf import run_dir as model_dir_lib
+from alexnet_tf.training import loop as trainer
 
 SIZE = 64
 GLOBAL_BATCH = 8
@@ -57,7 +57,7 @@ def test_mirrored_on_two_cpus_equals_one_device(tmp_path):
 
 
 def test_tower_devices_place_each_tower(tmp_path):
-    from alexnet_tf import models
+    from alexnet_tf.nn import models
     model = models.alexnet(num_classes=3, input_size=SIZE, width_multiplier=0.05,
                            tower_devices=("/CPU:0", "/CPU:1"))
     devices = {w.path: w.value.device for w in model.weights}

@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf.evaluation (counting) and alexnet_tf.evaluate (the entry point)."""
+"""Tests for alexnet_tf.evaluation.classification (counting) and alexnet_tf.evaluate (the entry point)."""
 
 import json
 import os
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import evaluation
-from alexnet_tf import preprocessing
-from alexnet_tf import schema
-from alexnet_tf import serving
+from alexnet_tf.evaluation import classification as evaluation
+from alexnet_tf.data import preprocessing
+from alexnet_tf.data import schema
+from alexnet_tf.serving import signatures as serving
 from test_serving import encode, make_run, randomize_weights
 
 

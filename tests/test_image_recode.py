@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf/image_recode.py: the paper's rescale + centre crop, odd files by content."""
+"""Tests for alexnet_tf/data/imagenet/recode.py: the paper's rescale + centre crop, odd files by content."""
 
 import io
 
@@ -7,8 +7,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import image_recode
-from alexnet_tf import preprocessing
+from alexnet_tf.data.imagenet import recode as image_recode
+from alexnet_tf.data import preprocessing
 
 
 def encode(image: Image.Image, kind: str = "JPEG", **kwargs) -> bytes:

@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf/imagenet_convert.py (+ imagenet_manifest.py and tools/convert_imagenet.py).
+"""Tests for alexnet_tf/data/imagenet/convert.py (+ imagenet_manifest.py and tools/convert_imagenet.py).
 
 A tiny ImageNet is made in tmp_path: 3 classes of solid-colour JPEGs, ImageNet's odd files
 (CMYK, PNG named .JPEG, grayscale, truncated) plus an empty file, a text file and a broken
@@ -19,8 +19,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import imagenet_convert
-from alexnet_tf import schema
+from alexnet_tf.data.imagenet import convert as imagenet_convert
+from alexnet_tf.data import schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNSETS = ("n00000001", "n00000002", "n00000003")

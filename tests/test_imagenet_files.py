@@ -1,10 +1,10 @@
-"""Tests for alexnet_tf/imagenet_files.py: folder layouts, ground-truth formats, names."""
+"""Tests for alexnet_tf/data/imagenet/files.py: folder layouts, ground-truth formats, names."""
 
 import os
 
 import pytest
 
-from alexnet_tf import imagenet_files
+from alexnet_tf.data.imagenet import files as imagenet_files
 
 
 def touch(path: str, data: bytes = b"x") -> None:

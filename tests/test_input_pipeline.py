@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf/input_pipeline.py: shapes, repeatability, exactly-once resume, sharding, bad records."""
+"""Tests for alexnet_tf/data/pipeline.py: shapes, repeatability, exactly-once resume, sharding, bad records."""
 
 import io
 import json
@@ -9,11 +9,11 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import chunk_decode
-from alexnet_tf import input_pipeline
-from alexnet_tf import preprocessing
-from alexnet_tf import schema
-from alexnet_tf import stats as stats_lib
+from alexnet_tf.data import chunk_decode
+from alexnet_tf.data import pipeline as input_pipeline
+from alexnet_tf.data import preprocessing
+from alexnet_tf.data import schema
+from alexnet_tf.data import stats as stats_lib
 
 CROP, RESIZE = 24, 32
 NUM_RECORDS, NUM_SHARDS, BATCH = 48, 4, 8
@@ -216,7 +216,7 @@ def test_synthetic_dataset():
 
 
 def test_labels_survive_the_real_converter(tmp_path, stats):
-    from alexnet_tf import imagenet_convert
+    from alexnet_tf.data.imagenet import convert as imagenet_convert
     # Class k: solid colour 30 + 50 k, sizes that need resizing and cropping.
     synsets = ["n00000003", "n00000001", "n00000002"]  # sorted order gives the labels
     colours = {synset: 30 + 50 * i for i, synset in enumerate(sorted(synsets))}

@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf.layers: GroupedConv2D against a NumPy grouped convolution, the
+"""Tests for alexnet_tf.nn.layers: GroupedConv2D against a NumPy grouped convolution, the
 per-tower pooling, FullyConnected against Dense. (LRN: tests/test_lrn.py.)"""
 
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.layers import FullyConnected, GroupedConv2D, GroupedMaxPooling2D
+from alexnet_tf.nn.layers import FullyConnected, GroupedConv2D, GroupedMaxPooling2D
 
 
 def numpy_conv2d(x, kernel, bias, stride, padding):

@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf.lrn: LocalResponseNormalization against a NumPy version of the
+"""Tests for alexnet_tf.nn.lrn: LocalResponseNormalization against a NumPy version of the
 paper's formula, tf.nn.local_response_normalization, precision, devices, config."""
 
 import keras
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import lrn as lrn_module
-from alexnet_tf.lrn import LocalResponseNormalization
+from alexnet_tf.nn import lrn as lrn_module
+from alexnet_tf.nn.lrn import LocalResponseNormalization
 
 
 def numpy_lrn(x, size, k, alpha, beta, convention="paper", groups=1):

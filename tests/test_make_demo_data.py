@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf/demo_data.py and tools/make_demo_data.py."""
+"""Tests for alexnet_tf/data/imagenet/demo.py and tools/make_demo_data.py."""
 
 import hashlib
 import io
@@ -10,10 +10,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from alexnet_tf import demo_data
-from alexnet_tf import imagenet_convert
-from alexnet_tf import imagenet_files
-from alexnet_tf import schema
+from alexnet_tf.data.imagenet import demo as demo_data
+from alexnet_tf.data.imagenet import convert as imagenet_convert
+from alexnet_tf.data.imagenet import files as imagenet_files
+from alexnet_tf.data import schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(num_classes=4, num_train_per_class=5, num_val_per_class=3)

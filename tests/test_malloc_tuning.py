@@ -9,7 +9,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHILD = """
 import ctypes, sys
-from alexnet_tf import malloc_tuning
+from alexnet_tf import startup as malloc_tuning
 print(malloc_tuning.tune_malloc(), malloc_tuning.tune_malloc())
 # With the thresholds raised a 64 MB block comes from the heap; with glibc's default
 # it is a new mmapped chunk (mallinfo2's hblks counts those in use).

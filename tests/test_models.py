@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf.models: shapes, parameter counts, initialisation, gradients, saving."""
+"""Tests for alexnet_tf.nn.models: shapes, parameter counts, initialisation, gradients, saving."""
 
 import functools
 import subprocess
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import model_dir, models
+from alexnet_tf import run_dir as model_dir
+from alexnet_tf.nn import models
 
 # A small paper-variant net for the tests that run data through it: every layer present,
 # widths scaled by 1/8, 67x67 inputs (conv1 15x15 -> pool 7 -> 3 -> 1x1 pool5).
@@ -203,7 +204,7 @@ def test_keras_file_reloads_in_a_fresh_process(tmp_path):
     np.save(x_path, x)
     script = textwrap.dedent(f"""
         import numpy as np, keras
-        import alexnet_tf.layers  # registers the custom layers
+        import alexnet_tf.nn.layers  # registers the custom layers
         model = keras.models.load_model({str(path)!r})
         np.save({str(out_path)!r}, model.predict(np.load({str(x_path)!r}), verbose=0))
     """)

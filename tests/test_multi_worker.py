@@ -27,10 +27,10 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import imagenet_convert
-from alexnet_tf import model_dir as model_dir_lib
-from alexnet_tf import schema
-from alexnet_tf import stats as stats_lib
+from alexnet_tf.data.imagenet import convert as imagenet_convert
+from alexnet_tf import run_dir as model_dir_lib
+from alexnet_tf.data import schema
+from alexnet_tf.data import stats as stats_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64  # the paper network's smallest input
@@ -48,7 +48,8 @@ WEIGHTS_SCRIPT = r"""
 import json, os, sys
 import numpy as np
 from absl import flags
-from alexnet_tf import train, trainer
+from alexnet_tf import train
+from alexnet_tf.training import loop as trainer
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 weights_path = f"{sys.argv.pop()}{index}.npz"
 flags.FLAGS(sys.argv)
@@ -166,8 +167,8 @@ def _weights_of_checkpoint(model_dir: str, checkpoint=None) -> list:
 
 @pytest.mark.slow
 def test_two_workers_equal_one_process_on_the_same_global_batch(data_dir, tmp_path):
-    from alexnet_tf import config as config_lib
-    from alexnet_tf import trainer
+    from alexnet_tf.training import config as config_lib
+    from alexnet_tf.training import loop as trainer
     num_steps = 3
     model_dir = str(tmp_path / "two_workers")
     # The large-batch recipe, scaled down: k = 4 / 2, so the rate warms up from 0.025

@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf.neighbors: distances, the fc7 cache, an image is its own neighbour."""
+"""Tests for alexnet_tf.viz.neighbors: distances, the fc7 cache, an image is its own neighbour."""
 
 import os
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import viz_fixtures
-from alexnet_tf import neighbors
-from alexnet_tf import viz_inputs
+from alexnet_tf.viz import neighbors
+from alexnet_tf.viz import inputs as viz_inputs
 
 
 def test_nearest_matches_brute_force_across_chunks():

@@ -1,10 +1,10 @@
-"""Tests for alexnet_tf.occlusion."""
+"""Tests for alexnet_tf.viz.occlusion."""
 
 import keras
 import numpy as np
 import pytest
 
-from alexnet_tf import occlusion
+from alexnet_tf.viz import occlusion
 
 SIZE = 24
 REGION = (slice(4, 10), slice(14, 20))  # The only pixels the synthetic model looks at.

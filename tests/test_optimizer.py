@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import optimizer as optimizer_lib
+from alexnet_tf.training import optimizer as optimizer_lib
 
 
 def _numpy_paper_sgd(weights, gradients, learning_rate, momentum=0.9, weight_decay=0.0005):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import preprocessing
+from alexnet_tf.data import preprocessing
 from test_serving import make_run
 
 TIMEOUT = 180

@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf/preprocessing.py: crops, flips, PCA lighting, mean, 10 crops, eager == tf.data."""
+"""Tests for alexnet_tf/data/preprocessing.py: crops, flips, PCA lighting, mean, 10 crops, eager == tf.data."""
 
 import dataclasses
 import io
@@ -8,8 +8,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import preprocessing
-from alexnet_tf import stats as stats_lib
+from alexnet_tf.data import preprocessing
+from alexnet_tf.data import stats as stats_lib
 
 # Small sizes keep the tests fast; one test checks the paper's 224/256.
 CROP, RESIZE = 24, 32

@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf.serving and the export entry point.
+"""Tests for alexnet_tf.serving.signatures and the export entry point.
 
 One tiny paper-variant AlexNet (6 classes, 64x64 input, 1/16 width, two towers pinned to
 /CPU:0 and /CPU:1 while "training") is checkpointed into a model_dir exactly as the
@@ -19,12 +19,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import evaluation
-from alexnet_tf import model_dir as model_dir_lib
-from alexnet_tf import preprocessing
-from alexnet_tf import schema
-from alexnet_tf import serving
-from alexnet_tf import stats as stats_lib
+from alexnet_tf.evaluation import classification as evaluation
+from alexnet_tf import run_dir as model_dir_lib
+from alexnet_tf.data import preprocessing
+from alexnet_tf.data import schema
+from alexnet_tf.serving import signatures as serving
+from alexnet_tf.data import stats as stats_lib
 
 NUM_CLASSES = 6
 INPUT_SIZE = 64
@@ -66,7 +66,7 @@ def make_stats():
 
 
 def make_run(root):
-    """A model_dir per alexnet_tf.model_dir's contract, plus the model and images behind it.
+    """A model_dir per alexnet_tf.run_dir's contract, plus the model and images behind it.
 
     Also used by test_evaluation.py and test_predict.py.
     """
@@ -276,7 +276,10 @@ def test_versions_next_integer_and_no_overwrite(run, exported):
 
 _CRASH_SCRIPT = textwrap.dedent("""
     import os, sys
-    from alexnet_tf import evaluation, models, serving, stats
+    from alexnet_tf.evaluation import classification as evaluation
+    from alexnet_tf.nn import models
+    from alexnet_tf.serving import signatures as serving
+    from alexnet_tf.data import stats
     model = models.alexnet(num_classes=3, input_size=64, width_multiplier=0.0625)
     settings = evaluation.EvalSettings(stats=stats.load_stats(None), mean_mode="rgb",
                                        crop_size=64, resize_size=256)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import stats as stats_lib
-from alexnet_tf import tfds_input
+from alexnet_tf.data import stats as stats_lib
+from alexnet_tf.data import tfds_input
 
 CROP, RESIZE = 24, 32
 SIZES = dict(crop_size=CROP, resize_size=RESIZE)
@@ -80,8 +80,8 @@ def test_split_info(tmp_path):
 @pytest.mark.slow
 def test_trainer_trains_on_a_tfds_build(tmp_path):
     # --data_source=tfds end to end: two epochs of a tiny paper net, labels.json written.
-    from alexnet_tf import config as config_lib
-    from alexnet_tf import trainer
+    from alexnet_tf.training import config as config_lib
+    from alexnet_tf.training import loop as trainer
     version_dir = str(tmp_path / "imagenet2012" / "5.1.0")
     write_fake_tfds_build(version_dir, num_examples=8, num_classes=4, size=64,
                           splits=("train", "validation"))
@@ -99,6 +99,6 @@ def test_trainer_trains_on_a_tfds_build(tmp_path):
 
 
 def test_tfds_source_needs_its_directory():
-    from alexnet_tf import config as config_lib
+    from alexnet_tf.training import config as config_lib
     with pytest.raises(ValueError, match="tfds_data_dir"):
         config_lib.TrainConfig(data_source="tfds")

@@ -14,10 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from alexnet_tf import config as config_lib
-from alexnet_tf import demo_data
-from alexnet_tf import imagenet_convert
-from alexnet_tf import trainer
+from alexnet_tf.training import config as config_lib
+from alexnet_tf.data.imagenet import demo as demo_data
+from alexnet_tf.data.imagenet import convert as imagenet_convert
+from alexnet_tf.training import loop as trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBPROCESS_TIMEOUT = 120  # seconds; a hung child fails the test instead of the suite
@@ -60,7 +60,7 @@ def test_two_steps_mirrored_through_converter_and_pipeline(records, tmp_path):
     # A fresh process rebuilds the model from config.json and restores the checkpoint.
     done = _run_python(textwrap.dedent(f"""
         import numpy as np
-        from alexnet_tf import model_dir
+        from alexnet_tf import run_dir as model_dir
         model, config = model_dir.restore_model({model_dir!r})
         out = model(np.zeros((1, 64, 64, 3), np.float32))
         print("OK", out.shape, config["model"]["num_classes"], len(model_dir.read_labels({model_dir!r})))
@@ -76,7 +76,10 @@ _CHILD = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
     tf.config.experimental.enable_op_determinism()
-    from alexnet_tf import config as config_lib, metrics, model_dir, trainer
+    from alexnet_tf.training import config as config_lib
+    from alexnet_tf.training import summaries as metrics
+    from alexnet_tf import run_dir as model_dir
+    from alexnet_tf.training import loop as trainer
     data_dir, run_dir, out = sys.argv[1:4]
     update = metrics.Progress.update
     def update_and_print(self, step, loss, learning_rate):

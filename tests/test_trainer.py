@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import config as config_lib
-from alexnet_tf import metrics
-from alexnet_tf import model_dir as model_dir_lib
-from alexnet_tf import trainer
+from alexnet_tf.training import config as config_lib
+from alexnet_tf.training import summaries as metrics
+from alexnet_tf import run_dir as model_dir_lib
+from alexnet_tf.training import loop as trainer
 
 SIZE = 64  # The smallest input the paper variant takes.
 BATCH = 8

@@ -11,9 +11,9 @@ import tensorflow as tf
 from PIL import Image
 
 import viz_fixtures
-from alexnet_tf import models
-from alexnet_tf import viz_inputs
-from alexnet_tf import viz_tools
+from alexnet_tf.nn import models
+from alexnet_tf.viz import inputs as viz_inputs
+from alexnet_tf.viz import tools as viz_tools
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_deconv_tool(run, tmp_path, layer):
 
 
 def test_saved_model_needs_model_dir_for_layers(run, tmp_path):
-    from alexnet_tf import serving
+    from alexnet_tf.serving import signatures as serving
     module = serving.ServingModule(run["loaded"].keras_model, run["loaded"].settings)
     saved_model = serving.export(module, str(tmp_path / "export"), verify=False)
     records = viz_inputs.read_images([run["shard"]], limit=2)
@@ -144,7 +144,7 @@ def test_saved_model_needs_model_dir_for_layers(run, tmp_path):
 def test_plots_are_headless(run, tmp_path):
     # Figures come from the Agg canvas: pyplot (and any GUI backend) is never imported.
     code = ("import sys, numpy as np\n"
-            "from alexnet_tf import viz_plots\n"
+            "from alexnet_tf.viz import plots as viz_plots\n"
             "figure = viz_plots.kernels_figure([np.random.rand(5, 5, 3, 4)] * 2, 'k')\n"
             f"viz_plots.save_png(figure, {str(tmp_path / 'headless.png')!r})\n"
             "assert 'matplotlib.pyplot' not in sys.modules\n")

@@ -1,4 +1,4 @@
-"""Tests for alexnet_tf.viz_inputs: reading images and labels, loading errors."""
+"""Tests for alexnet_tf.viz.inputs: reading images and labels, loading errors."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import viz_fixtures
-from alexnet_tf import viz_inputs
+from alexnet_tf.viz import inputs as viz_inputs
 
 
 @pytest.fixture(scope="module")

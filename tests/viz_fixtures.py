@@ -12,9 +12,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import model_dir as model_dir_lib
-from alexnet_tf import models
-from alexnet_tf import schema
+from alexnet_tf import run_dir as model_dir_lib
+from alexnet_tf.nn import models
+from alexnet_tf.data import schema
 
 CLASS_NAMES = ("red", "green", "blue")
 INPUT_SIZE = 67
@@ -85,7 +85,7 @@ def run_with_images(root, num_images: int) -> dict:
 
     Returns {"root", "model_dir", "loaded" (viz_inputs.load_model_dir), "files", "shard"}.
     """
-    from alexnet_tf import viz_inputs  # Local: only the fixtures that use it pay for it.
+    from alexnet_tf.viz import inputs as viz_inputs  # Local: only the fixtures that use it pay for it.
     model_dir = os.path.join(str(root), "run")
     make_run(model_dir)
     files, shard = write_images(os.path.join(str(root), "images"), num_images)

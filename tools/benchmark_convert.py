@@ -35,10 +35,10 @@ from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from alexnet_tf import demo_data  # noqa: E402
-from alexnet_tf import image_recode  # noqa: E402
-from alexnet_tf import imagenet_convert  # noqa: E402
-from alexnet_tf import preprocessing  # noqa: E402
+from alexnet_tf.data.imagenet import demo as demo_data  # noqa: E402
+from alexnet_tf.data.imagenet import recode as image_recode  # noqa: E402
+from alexnet_tf.data.imagenet import convert as imagenet_convert  # noqa: E402
+from alexnet_tf.data import preprocessing  # noqa: E402
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 

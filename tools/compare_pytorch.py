@@ -37,7 +37,7 @@ import time
 
 
 def _torch_alexnet(config):
-    """The paper net in PyTorch (NCHW), mirroring alexnet_tf.models.alexnet(variant='paper')."""
+    """The paper net in PyTorch (NCHW), mirroring alexnet_tf.nn.models.alexnet(variant='paper')."""
     import torch
     from torch import nn
     widths, num_classes = config["widths"], config["num_classes"]
@@ -159,7 +159,7 @@ def torch_worker_main():
     # down by the driver): PyTorch's CPU tensors come from malloc too. The module is
     # plain Python, so the PyTorch interpreter can load it from this checkout.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from alexnet_tf import malloc_tuning
+    from alexnet_tf import startup as malloc_tuning
     malloc_tuning.tune_malloc()
     worker = _TorchWorker()
     for line in sys.stdin:
@@ -201,7 +201,7 @@ flags.DEFINE_integer("input_size", 224, "Image side.")
 flags.DEFINE_integer("num_classes", 1000, "Logits.")
 flags.DEFINE_float("width_multiplier", 1.0, "Scales every width (small nets for tests).")
 flags.DEFINE_bool("malloc_tuning", True, "Raise glibc's mmap/trim thresholds in BOTH "
-                  "processes (alexnet_tf/malloc_tuning.py; the trainer does it), so neither "
+                  "processes (alexnet_tf/startup.py; the trainer does it), so neither "
                   "pays page faults for large buffers every step; false = glibc defaults.")
 flags.DEFINE_bool("parity_only", False, "Only check that both nets give the same logits.")
 flags.DEFINE_float("parity_tolerance", 1e-3, "Max |TF - PyTorch| / max |TF| of the logits.")
@@ -315,7 +315,7 @@ def _cases():
 
 def compare(client, spec) -> list:
     """Alternating runs of every PyTorch setting and TensorFlow; returns table rows."""
-    from alexnet_tf import bench_model
+    from alexnet_tf.bench import model as bench_model
     rows = []
     for mode, batch_size, steps in _cases():
         tf_run, _ = bench_model.make_model_runner(spec, mode, batch_size, steps, FLAGS.warmup)
@@ -367,12 +367,13 @@ def format_rows(rows, spec, torch_version: str) -> str:
 def main(argv):
     del argv
     import tempfile
-    from alexnet_tf import malloc_tuning
+    from alexnet_tf import startup as malloc_tuning
     if FLAGS.malloc_tuning:
         malloc_tuning.tune_malloc()
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    from alexnet_tf import bench_model, models
+    from alexnet_tf.bench import model as bench_model
+    from alexnet_tf.nn import models
     spec = bench_model.ModelSpec(num_classes=FLAGS.num_classes, input_size=FLAGS.input_size,
                                  width_multiplier=FLAGS.width_multiplier,
                                  precision=FLAGS.precision, jit_compile=FLAGS.jit_compile)

@@ -4,8 +4,8 @@
 
 The per-pixel mean image (256x256x3), the per-channel mean and the eigenvalues and
 eigenvectors of the RGB covariance (the paper's PCA colour augmentation), in the format
-alexnet_tf/stats.py reads. Without such a file the pipeline uses the published ImageNet
-values shipped in data/imagenet_stats.json. See alexnet_tf/stats_compute.py.
+alexnet_tf/data/stats.py reads. Without such a file the pipeline uses the published ImageNet
+values shipped in alexnet_tf/data/imagenet_stats.json. See alexnet_tf/data/imagenet/compute_stats.py.
 """
 
 import os
@@ -16,9 +16,9 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-from alexnet_tf import schema  # noqa: E402
-from alexnet_tf import stats as stats_lib  # noqa: E402
-from alexnet_tf import stats_compute  # noqa: E402
+from alexnet_tf.data import schema  # noqa: E402
+from alexnet_tf.data import stats as stats_lib  # noqa: E402
+from alexnet_tf.data.imagenet import compute_stats as stats_compute  # noqa: E402
 
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "The converter's output directory (holds train-*-of-* shards).",

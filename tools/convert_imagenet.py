@@ -7,7 +7,7 @@ val/ILSVRC2012_val_00000001.JPEG ... labelled by a ground-truth file). Images ar
 rescaled so the shorter side is 256 and centre-cropped to 256x256 as in the paper, and
 re-encoded as RGB JPEG. Bad files are listed in OUT/manifest.json and in a summary, and do
 not stop the run (unless --strict). Killing the run and starting it again resumes it and
-gives the same bytes as one uninterrupted run. See alexnet_tf/imagenet_convert.py.
+gives the same bytes as one uninterrupted run. See alexnet_tf/data/imagenet/convert.py.
 """
 
 import os
@@ -18,9 +18,9 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
-from alexnet_tf import imagenet_convert  # noqa: E402
-from alexnet_tf import imagenet_manifest  # noqa: E402
-from alexnet_tf import schema  # noqa: E402
+from alexnet_tf.data.imagenet import convert as imagenet_convert  # noqa: E402
+from alexnet_tf.data.imagenet import manifest as imagenet_manifest  # noqa: E402
+from alexnet_tf.data import schema  # noqa: E402
 
 _IMAGENET_DIR = flags.DEFINE_string(
     "imagenet_dir", None, "Folder holding train/ and/or val/ (the ILSVRC-2012 images).",

@@ -7,13 +7,13 @@
 Ten visually distinct classes (a shape or pattern in one colour each), training images
 of varied sizes and aspect ratios in train/<wnid>/, a flat val/ with
 validation_labels.txt, LOC_synset_mapping.txt, and one CMYK JPEG, one PNG named .JPEG,
-one grayscale JPEG and one truncated file. See alexnet_tf/demo_data.py.
+one grayscale JPEG and one truncated file. See alexnet_tf/data/imagenet/demo.py.
 """
 
 from absl import app
 from absl import flags
 
-from alexnet_tf import demo_data
+from alexnet_tf.data.imagenet import demo as demo_data
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder to create.", required=True)
 _NUM_CLASSES = flags.DEFINE_integer(

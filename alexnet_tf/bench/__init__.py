@@ -1,0 +1,1 @@
+"""Benchmarks: model throughput and input-pipeline rate."""

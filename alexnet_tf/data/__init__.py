@@ -1,0 +1,1 @@
+"""Data: the record schema, colour statistics, preprocessing and the tf.data pipeline."""

@@ -1,0 +1,374 @@
+"""ILSVRC-2012 image folders -> sharded TFRecords, in parallel, resumable, losing nothing.
+
+`convert(options)` finds the files (`imagenet_files.py`), assigns them to shards with a
+seeded shuffle (every shard holds a mix of classes), and writes each shard in a worker
+process: read, `image_recode.recode_image`, `schema.make_example`. Output in
+`options.output_dir`:
+
+  train-00000-of-01024 ...         TFRecords (names and features from alexnet_tf/data/schema.py)
+  validation-00000-of-00128 ...
+  labels.json                      [{"index", "synset", "name"}, ...]
+  manifest.json                    counts per split and class, shards, label map,
+                                   settings, every rejected and every re-coloured file
+  shard_info/<shard>.json          per-shard results, so a rerun can skip complete shards
+
+Resumable and deterministic: a shard is written as `<shard>.incomplete` and renamed when
+complete, after its shard_info. A rerun skips a shard whose file exists and whose
+shard_info was made from the same files and settings, and redoes the others. Nothing in a
+shard depends on time or on the worker that wrote it, so a killed-and-rerun conversion
+gives byte-identical shards to an uninterrupted one.
+"""
+
+import collections
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import time
+from typing import List, Optional, Sequence, Tuple
+
+import PIL
+import tensorflow as tf
+
+from alexnet_tf.data.imagenet import recode as image_recode
+from alexnet_tf.data.imagenet import files as imagenet_files
+from alexnet_tf.data.imagenet import manifest as imagenet_manifest
+from alexnet_tf.data import schema
+
+SPLIT_DIRS = {schema.TRAIN: "train", schema.VALIDATION: "val"}
+SHARD_INFO_DIR = "shard_info"
+INCOMPLETE_SUFFIX = ".incomplete"
+PROGRESS_EVERY = 8  # images between progress-counter updates in a worker
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions:
+    """What to convert and how; see tools/convert_imagenet.py for each field's flag."""
+    imagenet_dir: str
+    output_dir: str
+    splits: Tuple[str, ...] = schema.SPLITS
+    train_shards: int = 1024
+    validation_shards: int = 128
+    resize: int = 256
+    quality: int = 90
+    seed: int = 0
+    num_workers: int = 1
+    val_layout: str = "auto"  # "auto" | "by_class" | "flat"
+    val_labels: Optional[str] = None
+    devkit_map: Optional[str] = None
+    synset_names: Optional[str] = None
+    synsets_file: Optional[str] = None
+    use_draft: bool = True
+    show_progress: bool = True
+
+    def __post_init__(self):
+        bad_splits = set(self.splits) - set(schema.SPLITS)
+        if not self.splits or bad_splits:
+            raise ValueError(f"splits must be a non-empty subset of {schema.SPLITS}, "
+                             f"got {self.splits!r}")
+        for name in ("train_shards", "validation_shards", "num_workers"):
+            if not 1 <= getattr(self, name) <= 99_999:
+                raise ValueError(f"{name} must be in 1..99999, got {getattr(self, name)}")
+        if self.val_layout not in ("auto", "by_class", "flat"):
+            raise ValueError(f"val_layout must be auto, by_class or flat, got {self.val_layout!r}")
+        if self.resize < 0 or not 1 <= self.quality <= 100:
+            raise ValueError(f"need resize >= 0 and quality in 1..100, got {self.resize}, "
+                             f"{self.quality}")
+
+
+class ShardItem(collections.namedtuple("ShardItem", "path relpath label synset name")):
+    """One file to convert: where it is and the label it gets."""
+
+
+@dataclasses.dataclass
+class ShardTask:
+    split: str
+    name: str  # e.g. train-00000-of-01024
+    items: List[ShardItem]
+    fingerprint: str  # hash of the items and the settings that affect the bytes
+
+
+@dataclasses.dataclass
+class ConvertResult:
+    manifest: dict
+    num_converted_now: int  # files processed by this run (0 when every shard was complete)
+    seconds: float  # wall time of the shard writing in this run
+    cpu_seconds: float  # CPU time the shard writing took, summed over workers
+
+
+def _recode_settings(options: ConvertOptions) -> dict:
+    # Everything that changes a shard's bytes; a shard made with other values is redone.
+    return {"resize": options.resize, "quality": options.quality,
+            "use_draft": options.use_draft, "draft_margin": image_recode.DRAFT_MARGIN,
+            "pillow": PIL.__version__}
+
+
+def _manifest_options(options: ConvertOptions) -> dict:
+    # How many workers ran, or whether a bar was shown, does not change the output.
+    values = dataclasses.asdict(options)
+    for name in ("num_workers", "show_progress"):
+        values.pop(name)
+    values["splits"] = list(values["splits"])  # As JSON reads it back.
+    return values
+
+
+def _split_files(options: ConvertOptions, split: str):
+    """Returns (files, rejected, source_description) for one split."""
+    split_dir = os.path.join(options.imagenet_dir, SPLIT_DIRS[split])
+    if not os.path.isdir(split_dir):
+        raise FileNotFoundError(
+            f"no {split} directory {split_dir!r}: expected --imagenet_dir to hold "
+            f"{SPLIT_DIRS[split]}/ (or choose the splits to convert with --splits)")
+    layout = "by_class" if split == schema.TRAIN else options.val_layout
+    if layout == "auto":
+        layout = imagenet_files.detect_val_layout(split_dir)
+    if layout == "by_class":
+        files, rejected = imagenet_files.find_class_dir_files(split_dir, options.imagenet_dir)
+        return files, rejected, "class folders"
+    labels_path = options.val_labels
+    if not labels_path:
+        local = [os.path.join(options.imagenet_dir, name)
+                 for name in imagenet_files.LOCAL_VAL_LABEL_FILES]
+        labels_path = next((path for path in local if os.path.isfile(path)),
+                           imagenet_files.tfds_validation_labels_path())
+    by_line, by_name = imagenet_files.read_ground_truth(labels_path, options.devkit_map)
+    files, rejected = imagenet_files.label_flat_files(split_dir, options.imagenet_dir,
+                                                      by_line, by_name)
+    if not files and not rejected:
+        raise ValueError(f"validation directory {split_dir!r} holds no files")
+    return files, rejected, f"flat, labels from {labels_path}"
+
+
+def _class_list(options: ConvertOptions, files_by_split: dict) -> List[str]:
+    """The sorted synsets that define label indices (see schema.LABEL_BASE)."""
+    existing_path = os.path.join(options.output_dir, schema.LABELS_FILE)
+    existing = None
+    if os.path.isfile(existing_path):
+        with open(existing_path) as f:
+            existing = [entry["synset"] for entry in json.load(f)]
+    if options.synsets_file:
+        synsets = imagenet_files.read_synset_list(options.synsets_file)
+    elif schema.TRAIN in files_by_split:
+        synsets = sorted({item.synset for item in files_by_split[schema.TRAIN]})
+    elif existing:
+        synsets = existing
+    else:
+        synsets = sorted({item.synset for item in files_by_split[schema.VALIDATION]})
+    synsets = sorted(synsets)  # Labels are positions in sorted order (see schema.py).
+    if existing is not None and existing != synsets:
+        raise ValueError(f"{existing_path} holds a different class list ({len(existing)} "
+                         f"classes) than this conversion ({len(synsets)}): use another "
+                         "--output_dir or pass the same classes")
+    if not synsets:
+        raise ValueError(f"no images found under {options.imagenet_dir!r}")
+    return synsets
+
+
+def _make_tasks(split: str, items: List[ShardItem], num_shards: int, seed: int,
+                settings: dict) -> List[ShardTask]:
+    """Shuffles `items` with a seed and cuts them into `num_shards` contiguous runs."""
+    items = sorted(items, key=lambda item: item.relpath)
+    random.Random(f"{seed}/{split}").shuffle(items)
+    tasks = []
+    for index in range(num_shards):
+        chunk = items[index * len(items) // num_shards:(index + 1) * len(items) // num_shards]
+        key = json.dumps([settings, [item[1:] for item in chunk]])
+        tasks.append(ShardTask(split, schema.shard_name(split, index, num_shards), chunk,
+                               hashlib.sha256(key.encode()).hexdigest()))
+    return tasks
+
+
+def _check_output_dir(output_dir: str, tasks: List[ShardTask]) -> None:
+    """Refuses to mix shards of two different shard counts in one directory."""
+    expected = {task.name for task in tasks}
+    splits = {task.split for task in tasks}
+    for name in sorted(os.listdir(output_dir)):
+        parsed = schema.parse_shard_name(name)
+        if parsed and parsed[0] in splits and name not in expected:
+            raise ValueError(
+                f"{output_dir!r} already holds {name}, from a conversion with another shard "
+                "count; the input pipeline would read both. Use an empty --output_dir or "
+                "remove the old shards")
+
+
+def _info_path(output_dir: str, shard: str) -> str:
+    return os.path.join(output_dir, SHARD_INFO_DIR, shard + ".json")
+
+
+def _read_complete_info(output_dir: str, task: ShardTask) -> Optional[dict]:
+    """The shard's info when the shard is complete and made from the same inputs."""
+    info_path = _info_path(output_dir, task.name)
+    if not (os.path.isfile(os.path.join(output_dir, task.name)) and os.path.isfile(info_path)):
+        return None
+    with open(info_path) as f:
+        info = json.load(f)
+    return info if info.get("fingerprint") == task.fingerprint else None
+
+
+def _write_json(path: str, value) -> None:
+    """Writes JSON atomically: a temporary name, then a rename."""
+    tmp_path = path + INCOMPLETE_SUFFIX
+    with open(tmp_path, "w") as f:
+        json.dump(value, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp_path, path)
+
+
+_progress_counter = None  # A multiprocessing.Value in worker processes.
+
+
+def _init_worker(counter) -> None:
+    global _progress_counter
+    _progress_counter = counter
+
+
+def write_shard(task: ShardTask, output_dir: str, resize: int, quality: int,
+                use_draft: bool, on_progress=None) -> dict:
+    """Converts the files of one shard and writes it; returns the shard's info.
+
+    Runs in a worker process. Bad files are recorded in the info, never raised.
+
+    Returns:
+      The info saved in shard_info/, plus "cpu_seconds" (not saved: it varies).
+    """
+    cpu_start = time.process_time()
+    shard_path = os.path.join(output_dir, task.name)
+    per_class, rejected, recoloured = collections.Counter(), [], []
+    pending_progress = 0
+    with tf.io.TFRecordWriter(shard_path + INCOMPLETE_SUFFIX) as writer:
+        for item in task.items:
+            try:
+                with open(item.path, "rb") as f:
+                    data = f.read()
+                image = image_recode.recode_image(data, resize=resize, quality=quality,
+                                                  use_draft=use_draft)
+            except OSError as error:
+                rejected.append([item.relpath, f"unreadable: {error.strerror or error}"])
+            except image_recode.BadImageError as error:
+                rejected.append([item.relpath, error.reason])
+            else:
+                writer.write(schema.make_example(
+                    encoded=image.encoded, image_format=image.image_format,
+                    height=image.height, width=image.width,
+                    filename=os.path.basename(item.path), label=item.label,
+                    synset=item.synset, class_name=item.name))
+                per_class[item.synset] += 1
+                if (image.original_format, image.original_mode) != ("JPEG", "RGB"):
+                    recoloured.append([item.relpath,
+                                       f"{image.original_mode} {image.original_format}"])
+            pending_progress += 1
+            if pending_progress == PROGRESS_EVERY or item is task.items[-1]:
+                _report_progress(pending_progress, on_progress)
+                pending_progress = 0
+    info = {"shard": task.name, "fingerprint": task.fingerprint,
+            "num_images": sum(per_class.values()), "per_class": dict(sorted(per_class.items())),
+            "rejected": rejected, "recoloured": recoloured}
+    os.makedirs(os.path.join(output_dir, SHARD_INFO_DIR), exist_ok=True)
+    _write_json(_info_path(output_dir, task.name), info)
+    os.replace(shard_path + INCOMPLETE_SUFFIX, shard_path)  # The shard is now complete.
+    return {**info, "cpu_seconds": time.process_time() - cpu_start}
+
+
+def _report_progress(num_images: int, on_progress) -> None:
+    if on_progress is not None:
+        on_progress(num_images)
+    elif _progress_counter is not None:
+        with _progress_counter.get_lock():
+            _progress_counter.value += num_images
+
+
+def _run_tasks(tasks: Sequence[ShardTask], options: ConvertOptions) -> float:
+    """Writes `tasks` over `options.num_workers` processes with a progress bar.
+
+    Returns:
+      The CPU seconds the workers spent on the tasks.
+    """
+    from tqdm import tqdm  # Local import: only the converter shows a progress bar.
+    total = sum(len(task.items) for task in tasks)
+    if not tasks:
+        return 0.0
+    bar = tqdm(total=total, unit="img", desc="converting", smoothing=0.05,
+               disable=not options.show_progress)
+    args = (options.output_dir, options.resize, options.quality, options.use_draft)
+    with bar:
+        if options.num_workers == 1:
+            # In this process: no start-up cost, easy to debug.
+            return sum(write_shard(task, *args, on_progress=bar.update)["cpu_seconds"]
+                       for task in tasks)
+        # Workers must not be forked from this process, whose TensorFlow runtime may hold
+        # threads and locks. A fork server imports this module (and TensorFlow) once, and
+        # forks each worker from that clean process: one import instead of one per worker.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        counter = context.Value("q", 0)
+        with context.Pool(min(options.num_workers, len(tasks)), initializer=_init_worker,
+                          initargs=(counter,)) as pool:
+            results = [pool.apply_async(write_shard, (task, *args)) for task in tasks]
+            for result in results:
+                while not result.ready():
+                    result.wait(0.1)  # Returns as soon as the shard is done.
+                    bar.update(counter.value - bar.n)
+            # get() re-raises a worker's unexpected error (disk full...).
+            cpu_seconds = sum(result.get()["cpu_seconds"] for result in results)
+            bar.update(counter.value - bar.n)
+    return cpu_seconds
+
+
+def convert(options: ConvertOptions) -> ConvertResult:
+    """Converts the ImageNet folders in `options.imagenet_dir` to TFRecords.
+
+    With num_workers > 1 the workers come from a multiprocessing fork server, which
+    re-imports the calling script as `__mp_main__`: a script that calls convert() must
+    do so under `if __name__ == "__main__":`, as for any non-fork multiprocessing.
+
+    Returns:
+      A ConvertResult whose manifest is also written to output_dir/manifest.json.
+
+    Raises:
+      FileNotFoundError: a split folder or a ground-truth file is missing.
+      ValueError: empty or mis-laid input, unknown formats, or an output directory that
+        holds shards of another conversion.
+    """
+    if not os.path.isdir(options.imagenet_dir):
+        raise FileNotFoundError(f"--imagenet_dir {options.imagenet_dir!r} is not a directory")
+    os.makedirs(options.output_dir, exist_ok=True)
+    files, rejected, sources = {}, {}, {}
+    for split in options.splits:
+        files[split], rejected[split], sources[split] = _split_files(options, split)
+    synsets = _class_list(options, files)
+    names = {}
+    names_path = options.synset_names or imagenet_files.find_names_file(options.imagenet_dir)
+    if names_path:
+        names = imagenet_files.read_synset_names(names_path)
+    index = {synset: position + schema.LABEL_BASE for position, synset in enumerate(synsets)}
+    settings = _recode_settings(options)
+    tasks, excluded = [], {}
+    for split in options.splits:
+        items = [ShardItem(f.path, f.relpath, index[f.synset], f.synset, names.get(f.synset, ""))
+                 for f in files[split] if f.synset in index]
+        excluded[split] = sorted({f.synset for f in files[split] if f.synset not in index})
+        num_shards = (options.train_shards if split == schema.TRAIN
+                      else options.validation_shards)
+        tasks += _make_tasks(split, items, num_shards, options.seed, settings)
+    _check_output_dir(options.output_dir, tasks)
+    pending = [task for task in tasks if _read_complete_info(options.output_dir, task) is None]
+    start = time.perf_counter()
+    cpu_seconds = _run_tasks(pending, options)
+    seconds = time.perf_counter() - start
+    labels = [{"index": index[synset], "synset": synset, "name": names.get(synset, "")}
+              for synset in synsets]
+    _write_json(os.path.join(options.output_dir, schema.LABELS_FILE), labels)
+    manifest = imagenet_manifest.build_manifest(
+        options=_manifest_options(options), settings=settings, labels=labels, tasks=tasks,
+        infos={task.name: _read_complete_info(options.output_dir, task) for task in tasks},
+        discovery_rejected=rejected, sources=sources, excluded=excluded,
+        names_file=names_path)
+    manifest_path = os.path.join(options.output_dir, schema.MANIFEST_FILE)
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as f:
+            manifest = imagenet_manifest.merge_previous(manifest, json.load(f))
+    _write_json(manifest_path, manifest)
+    return ConvertResult(manifest, sum(len(task.items) for task in pending), seconds,
+                         cpu_seconds)

@@ -1,0 +1,1 @@
+"""The network: AlexNet, ZFNet and the layers Keras lacks (LRN, grouped convolutions)."""

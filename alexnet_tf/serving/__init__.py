@@ -1,0 +1,1 @@
+"""Serving: the SavedModel's signatures, its warm-up requests and versioned export."""

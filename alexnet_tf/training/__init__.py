@@ -1,0 +1,1 @@
+"""Training: the run's configuration, the loop, its steps, optimizer, schedules and checkpoints."""

@@ -1,0 +1,162 @@
+"""Checkpoints of a training run: what is saved, atomic saves, resume, SIGTERM, transfer.
+
+A checkpoint holds everything that decides the rest of the run, so that a run killed at
+any step and restarted continues exactly as if it had not stopped:
+
+  model            the Keras model (the key evaluate/export restore, see model_dir.py)
+  model_variables  every model variable, including the dropout layers' RNG states, which
+                   Keras does not expose to tf.train.Checkpoint through `model`
+  optimizer        momentum slots, iteration count, current learning rate
+  step, epoch      global step and completed epochs (int64 variables)
+  lr_schedule      the plateau schedule's best error / bad epochs / reductions
+  iterator         the training tf.data iterator's position (a plain iterator of global
+                   batches: tf.distribute's distributed iterators cannot be saved)
+
+`tf.train.CheckpointManager.save` writes the data files first and rewrites the small
+`checkpoint` index file last (itself via a temporary file and rename), so a process
+killed during a save leaves the index naming the previous, complete checkpoint.
+"""
+
+import os
+import signal
+import threading
+from typing import Optional, Sequence
+
+from absl import logging
+import tensorflow as tf
+
+from alexnet_tf import run_dir as model_dir_lib
+
+
+def make_checkpoint(*, model, optimizer, step, epoch, lr_schedule, iterator) -> tf.train.Checkpoint:
+    """Returns the run's tf.train.Checkpoint (see the module docstring for its keys).
+
+    `iterator` may be None: a multi-worker run saves each worker's iterator separately
+    (cluster.WorkerIteratorCheckpoint), and a tf.data service iterator cannot be saved.
+    """
+    extra = {} if iterator is None else dict(iterator=iterator)
+    return tf.train.Checkpoint(model=model, model_variables=list(model.variables),
+                               optimizer=optimizer, step=step, epoch=epoch,
+                               lr_schedule=lr_schedule, **extra)
+
+
+def make_manager(checkpoint: tf.train.Checkpoint, directory: str,
+                 keep_checkpoints: int) -> tf.train.CheckpointManager:
+    """A CheckpointManager keeping the last `keep_checkpoints`, named by global step."""
+    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=keep_checkpoints,
+                                      checkpoint_name="ckpt")
+
+
+def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restores `path` into `checkpoint`, with a clear error if the input position cannot be.
+
+    Raises:
+      RuntimeError: the saved iterator does not fit this input pipeline (its code, the
+        data or a graph-changing setting such as --deterministic differ).
+    """
+    try:
+        checkpoint.restore(path).assert_existing_objects_matched()
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as error:
+        if "iterator" not in str(error).lower():
+            raise
+        raise RuntimeError(
+                f"cannot restore the input pipeline's position from {path}: the pipeline "
+                "differs from the one that saved it (changed code or data). Rerun with the "
+                "code and data that wrote it, or keep only the weights: a new --model_dir "
+                f"with --init_checkpoint={path}.") from error
+
+
+def resolve_init_checkpoint(path: str) -> tuple:
+    """Turns --init_checkpoint (a model_dir or a checkpoint prefix) into (prefix, model spec).
+
+    Raises:
+      FileNotFoundError: no checkpoint or no config.json where expected.
+    """
+    if os.path.isdir(path):
+        source_dir, prefix = path, model_dir_lib.latest_checkpoint(path)
+    else:
+        if not tf.io.gfile.exists(path + ".index"):
+            raise FileNotFoundError(f"--init_checkpoint={path!r} is neither a model_dir nor "
+                                    "a checkpoint prefix (no .index file)")
+        # A prefix model_dir/checkpoints/ckpt-N: its run's config is two levels up.
+        source_dir, prefix = os.path.dirname(os.path.dirname(os.path.abspath(path))), path
+    return prefix, model_dir_lib.read_config(source_dir)["model"]
+
+
+def initialize_from(model, init_checkpoint: str, build_model) -> list:
+    """Copies into `model` the weights of every same-named layer whose shapes match.
+
+    The source network is rebuilt from its own config.json, restored, and copied layer by
+    layer (so fc8 with another number of classes keeps its fresh initialisation).
+
+    Args:
+      model: the new keras.Model.
+      init_checkpoint: a model_dir or a checkpoint prefix.
+      build_model: spec dict -> keras.Model (models.build_model with the spec's kwargs).
+
+    Returns:
+      Names of the layers copied.
+    """
+    prefix, spec = resolve_init_checkpoint(init_checkpoint)
+    source = build_model(spec)
+    tf.train.Checkpoint(model=source).restore(prefix).expect_partial() \
+        .assert_existing_objects_matched()
+    source_layers = {layer.name: layer for layer in source.layers}
+    copied, skipped = [], []
+    for layer in model.layers:
+        other = source_layers.get(layer.name)
+        if other is None or not layer.weights:
+            continue
+        new_shapes = [tuple(w.shape) for w in layer.weights]
+        if new_shapes == [tuple(w.shape) for w in other.weights]:
+            layer.set_weights(other.get_weights())
+            copied.append(layer.name)
+        else:
+            skipped.append(layer.name)
+    logging.info("Initialised %s from %s; re-initialised (shapes differ): %s",
+                 copied, prefix, skipped or "none")
+    return copied
+
+
+def freeze_all_but(model, trainable_layers: Sequence[str]) -> None:
+    """Makes only `trainable_layers` trainable (all layers when empty).
+
+    Raises:
+      ValueError: a name is not a layer of the model.
+    """
+    if not trainable_layers:
+        return
+    names = {layer.name for layer in model.layers}
+    unknown = sorted(set(trainable_layers) - names)
+    if unknown:
+        raise ValueError(f"trainable_layers: {unknown} are not layers of {model.name}; "
+                         f"layers with weights: {[l.name for l in model.layers if l.weights]}")
+    for layer in model.layers:
+        layer.trainable = layer.name in trainable_layers
+
+
+class TerminationFlag:
+    """Sets `requested` on SIGTERM (preemption) so the loop can save and stop cleanly.
+
+    Use as a context manager; it installs the handler only in the main thread and
+    restores the previous handler on exit.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        del frame
+        logging.warning("Received signal %d: saving a checkpoint and stopping.", signum)
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+        return False

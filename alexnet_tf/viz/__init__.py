@@ -1,0 +1,1 @@
+"""Visualisations: the paper's figures and Zeiler & Fergus' tools, as PNGs."""
