@@ -23,18 +23,19 @@ To add a command, write its logic in its own module (e.g. bench_model.py) and ad
 small function to COMMANDS below.
 """
 
-import json
-import os
-import sys
-import tempfile
+from alexnet_tf import startup  # First: quiets TensorFlow's start-up notices.
 
-from absl import app
-from absl import flags
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 
-from alexnet_tf.bench import pipeline as bench_input
-from alexnet_tf.bench import model as bench_model
-from alexnet_tf.bench import report as bench_report
-from alexnet_tf import startup as malloc_tuning
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from alexnet_tf.bench import model as bench_model  # noqa: E402
+from alexnet_tf.bench import pipeline as bench_input  # noqa: E402
+from alexnet_tf.bench import report as bench_report  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Directory of converted TFRecords (train-* shards). "
@@ -189,7 +190,7 @@ def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: python -m alexnet_tf.benchmark {{{','.join(COMMANDS)}}} "
                              f"[--flags]; got {argv[1:]}")
-    malloc_tuning.tune_malloc()  # as the trainer does: measure what training runs
+    startup.tune_malloc()  # as the trainer does: measure what training runs
     COMMANDS[argv[1]]()
 
 

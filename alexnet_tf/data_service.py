@@ -21,10 +21,12 @@ or SIGINT). Once the server listens it prints one line to stdout, e.g.
 with `--port=0` learns the port the system picked.
 """
 
-import sys
+from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)
 
-from absl import app
-from absl import flags
+import sys  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 
 ROLES = ("dispatcher", "worker")
 

@@ -8,35 +8,15 @@ preprocessing TF Serving applies). A missing or undecodable file is reported and
 others still run; the exit status is 1 if any image failed, 2 if the SavedModel is unusable.
 """
 
-import os
-import sys
-from typing import Sequence, TextIO
+from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)
 
-from absl import app
-from absl import flags
+import sys  # noqa: E402
+from typing import Sequence, TextIO  # noqa: E402
 
-_SAVED_MODEL = flags.DEFINE_string(
-        "saved_model", None, "A SavedModel version directory (E/<version>) or its base "
-        "directory E (the highest version is used).")
+from absl import app  # noqa: E402
 
-SIGNATURE = "serving_default"
-
-
-def resolve_saved_model(path: str) -> str:
-    """Returns the version directory to load for `path` (a version or a base directory).
-
-    Raises:
-      FileNotFoundError: `path` is neither a SavedModel nor a directory of versions.
-    """
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = sorted((int(name) for name in (os.listdir(path) if os.path.isdir(path) else [])
-                       if name.isdigit()
-                       and os.path.exists(os.path.join(path, name, "saved_model.pb"))))
-    if not versions:
-        raise FileNotFoundError(f"--saved_model={path!r} is not a SavedModel directory (no "
-                                "saved_model.pb) nor an export directory holding versions 1, 2, ...")
-    return os.path.join(path, str(versions[-1]))
+from alexnet_tf import model_flags  # noqa: E402
+from alexnet_tf.serving import layout  # noqa: E402
 
 
 def error_reason(message: str) -> str:
@@ -81,7 +61,7 @@ def predict_files(loaded, paths: Sequence[str], out: TextIO = sys.stdout,
     """
     import tensorflow as tf  # Local: keep `--help` fast.
 
-    serve = loaded.signatures[SIGNATURE]
+    serve = loaded.signatures[layout.SERVING_SIGNATURE]
     num_failed = 0
     for path in paths:
         try:
@@ -107,19 +87,22 @@ def main(argv):
     paths = argv[1:]
     if not paths:
         raise app.UsageError("give one or more image files after the flags")
-    if not _SAVED_MODEL.value:
+    if not model_flags.SAVED_MODEL.value:
         raise app.UsageError("--saved_model is required")
+    if model_flags.MODEL_DIR.value or model_flags.CHECKPOINT.value:
+        raise app.UsageError("predict runs an export's serving signature, as TF Serving "
+                             "does: give --saved_model (export a run first with "
+                             "`python -m alexnet_tf.export`)")
     try:
-        saved_model = resolve_saved_model(_SAVED_MODEL.value)
+        saved_model = layout.resolve_version(model_flags.SAVED_MODEL.value)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TF's start-up log off the output.
     import tensorflow as tf
     loaded = tf.saved_model.load(saved_model)
-    if SIGNATURE not in loaded.signatures:
-        print(f"error: {saved_model!r} has no {SIGNATURE!r} signature; export it with "
-              "`python -m alexnet_tf.export`", file=sys.stderr)
+    if layout.SERVING_SIGNATURE not in loaded.signatures:
+        print(f"error: {saved_model!r} has no {layout.SERVING_SIGNATURE!r} signature; export "
+              "it with `python -m alexnet_tf.export`", file=sys.stderr)
         sys.exit(2)
     num_failed = predict_files(loaded, paths)
     if num_failed:

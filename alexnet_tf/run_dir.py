@@ -1,26 +1,34 @@
-"""The layout of a training run's `model_dir`, shared by train, evaluate, export, visualize.
+"""The layout of a training run's directory (`--model_dir`), shared by every command.
 
   model_dir/
-    config.json        the resolved run configuration (written once by train; see config.py).
-                       Its "model" entry is the model spec below.
-    labels.json        copied from the data directory (schema.LABELS_FILE), when known
-    checkpoints/       tf.train.CheckpointManager directory; each checkpoint holds at least
-                       `model=` (plus optimizer, step, iterator... written by the trainer)
+    config.json          the resolved run configuration, written by train
+                         (training/config.py); its "model" entry is the model spec
+    labels.json          the class list [{"index", "synset", "name"}, ...] (data.schema)
+    checkpoints/         tf.train.CheckpointManager directory, ckpt-<step>; each
+                         checkpoint holds at least `model=`
+    train_history.json   validation results per epoch
+    logs/train, logs/validation   TensorBoard
+    eval/                evaluate's results, one JSON per checkpoint
 
-A model spec is a JSON-able dict: {"name": "alexnet" | "zfnet", **builder kwargs},
-e.g. {"name": "alexnet", "num_classes": 10, "variant": "paper", "input_size": 224}.
+A model spec is a JSON-able dict {"name": "alexnet" | "zfnet", **builder kwargs}, e.g.
+{"name": "alexnet", "num_classes": 10, "variant": "paper", "input_size": 224}.
+Evaluate, export, visualize and `train --init_checkpoint` read this layout.
 """
 
 import json
 import os
 from typing import Optional
 
-import tensorflow as tf
-
+from alexnet_tf import atomic
 from alexnet_tf.data import schema
+from alexnet_tf.data import stats as stats_lib
 
 CONFIG_FILE = "config.json"
+LABELS_FILE = schema.LABELS_FILE
 CHECKPOINT_DIR = "checkpoints"
+HISTORY_FILE = "train_history.json"
+LOG_DIR = "logs"
+EVAL_DIR = "eval"
 
 
 def checkpoint_dir(model_dir: str) -> str:
@@ -31,7 +39,7 @@ def read_config(model_dir: str) -> dict:
     """Returns the run configuration saved in `model_dir`.
 
     Raises:
-      FileNotFoundError: `model_dir` holds no config.json (not a training run directory).
+      FileNotFoundError: `model_dir` holds no config.json (not a run directory).
     """
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
@@ -43,38 +51,111 @@ def read_config(model_dir: str) -> dict:
 
 def read_labels(model_dir: str) -> Optional[list]:
     """Returns the label list [{"index", "synset", "name"}, ...] or None when unknown."""
-    path = os.path.join(model_dir, schema.LABELS_FILE)
+    path = os.path.join(model_dir, LABELS_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
         return json.load(f)
 
 
-def build_model(spec: dict):
-    """Builds the (untrained) Keras model a spec describes."""
+def write_labels(model_dir: str, labels: list) -> None:
+    """Writes the label list to model_dir/labels.json atomically."""
+    atomic.write_json(os.path.join(model_dir, LABELS_FILE), labels, indent=1)
+
+
+def build_model(spec: dict, tower_devices=None):
+    """Builds the (untrained) Keras model a spec describes.
+
+    Args:
+      spec: a model spec (see the module docstring).
+      tower_devices: the paper variant's two tower devices, or None for the default
+        device. Weights are the same either way.
+    """
     from alexnet_tf.nn import models  # Local import: models pulls in Keras.
+    spec = {key: value for key, value in spec.items() if key != "tower_devices"}
+    if tower_devices:
+        spec["tower_devices"] = tuple(tower_devices)
     return models.build_model(**spec)
 
 
 def latest_checkpoint(model_dir: str) -> str:
+    """The newest checkpoint prefix in model_dir/checkpoints.
+
+    Raises:
+      FileNotFoundError: there is none.
+    """
+    import tensorflow as tf
     path = tf.train.latest_checkpoint(checkpoint_dir(model_dir))
     if path is None:
         raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(model_dir)!r}")
     return path
 
 
+def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
+    """A checkpoint prefix: the latest, a full prefix, or a name inside model_dir/checkpoints.
+
+    Raises:
+      FileNotFoundError: no such checkpoint.
+    """
+    import tensorflow as tf
+    if not checkpoint:
+        return latest_checkpoint(model_dir)
+    for path in (checkpoint, os.path.join(checkpoint_dir(model_dir), checkpoint)):
+        if tf.io.gfile.exists(path + ".index"):
+            return path
+    raise FileNotFoundError(f"checkpoint {checkpoint!r} not found (expected a prefix such as "
+                            f"{checkpoint_dir(model_dir)}/ckpt-12, or its name ckpt-12)")
+
+
 def restore_model(model_dir: str, checkpoint: Optional[str] = None):
-    """Builds the model saved in `model_dir` and restores its weights.
+    """Builds a run's model on the default device and restores its weights.
+
+    A paper-variant run may have been trained with tower devices; evaluation and
+    exported graphs must not pin GPUs, so the model is rebuilt without them (the
+    variables are the same).
 
     Args:
-      model_dir: a training run directory.
-      checkpoint: a checkpoint prefix (e.g. `.../checkpoints/ckpt-12`); default the latest.
+      model_dir: a run directory.
+      checkpoint: a checkpoint prefix or name; default the latest.
 
     Returns:
-      (keras.Model, config dict).
+      (keras.Model, config dict, checkpoint path).
     """
+    import tensorflow as tf
     config = read_config(model_dir)
     model = build_model(config["model"])
-    path = checkpoint or latest_checkpoint(model_dir)
-    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
-    return model, config
+    path = resolve_checkpoint(model_dir, checkpoint)
+    tf.train.Checkpoint(model=model).restore(path).expect_partial() \
+        .assert_existing_objects_matched()
+    return model, config, path
+
+
+def eval_settings(config: dict, *, stats_path: Optional[str] = None,
+                  mean_mode: Optional[str] = None):
+    """The test-time preprocessing of a run, from its config.json: the same as in training.
+
+    Args:
+      config: the run configuration (`read_config`): the model spec's input_size gives the
+        crop; "resize_size" and "mean_mode" are read when present; the statistics are
+        "stats_path", else data_dir/stats.npz, else the shipped ImageNet values, as in
+        training (`stats.resolve_path`).
+      stats_path: use this statistics file instead.
+      mean_mode: use this mean mode instead ("image" or "rgb").
+
+    Returns:
+      preprocessing.EvalSettings.
+
+    Raises:
+      FileNotFoundError: the statistics file does not exist.
+      ValueError: a bad mean mode.
+    """
+    from alexnet_tf.data import preprocessing  # Local import: preprocessing pulls in TF.
+    stats_path = stats_lib.resolve_path(stats_path or config.get("stats_path"),
+                                        config.get("data_dir"))
+    mean_mode = mean_mode or config.get("mean_mode") or "image"
+    if mean_mode not in preprocessing.MEAN_MODES:
+        raise ValueError(f"mean_mode must be one of {preprocessing.MEAN_MODES}, got {mean_mode!r}")
+    return preprocessing.EvalSettings(
+            stats=stats_lib.load_stats(stats_path), mean_mode=mean_mode,
+            crop_size=int(config["model"].get("input_size", preprocessing.CROP_SIZE)),
+            resize_size=int(config.get("resize_size") or preprocessing.RESIZE_SIZE))

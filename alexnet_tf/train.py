@@ -1,33 +1,32 @@
 r"""Trains AlexNet (or ZFNet): `python -m alexnet_tf.train --flagfile=flags/alexnet.cfg`.
 
-Every flag is a field of `alexnet_tf.training.config.TrainConfig` (defaults and help live there);
-`--flagfile` works and later flags override it:
+Every flag is a field of `alexnet_tf.training.config.TrainConfig`, whose defaults are
+the paper's recipe (help and choices live there too); `--flagfile` works and later
+flags override it:
 
   python -m alexnet_tf.train --flagfile=flags/alexnet.cfg --data_dir=/data/imagenet \
-      --model_dir=/runs/alexnet --strategy=mirrored
+      --model_dir=runs/alexnet --strategy=mirrored
 
 A rerun with the same --model_dir resumes from its latest checkpoint. Exit status: 0 when
 done, 143 after a SIGTERM (a checkpoint was saved: rerun to continue), 1 on a NaN loss or
 a bad setting.
 """
 
-import dataclasses
-import os
-import sys
-import typing
+from alexnet_tf import startup  # First: quiets TensorFlow's start-up notices.
 
-from absl import app
-from absl import flags
-from absl import logging
+import dataclasses  # noqa: E402
+import sys  # noqa: E402
+import typing  # noqa: E402
 
-from alexnet_tf.training import config as config_lib
-from alexnet_tf import startup as malloc_tuning
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from alexnet_tf.training import config as config_lib  # noqa: E402
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Directory of the run: config.json, "
                                  "checkpoints/, logs/ (TensorBoard), labels.json.",
                                  required=True)
-# Demo data: 300 training and 50 validation images for each of 10 classes.
-_DEMO_SHARDS = dict(train_shards=8, validation_shards=2)
 
 
 def _define_flags() -> None:
@@ -61,36 +60,31 @@ def config_from_flags(values=flags.FLAGS) -> config_lib.TrainConfig:
     return config_lib.TrainConfig(**kwargs)
 
 
-def prepare_demo_data(config: config_lib.TrainConfig) -> None:
-    """Makes the demo images and converts them into config.data_dir, unless already done."""
-    from alexnet_tf.data.imagenet import demo as demo_data
-    from alexnet_tf.data.imagenet import convert as imagenet_convert
-    from alexnet_tf.data import schema
-    if os.path.exists(os.path.join(config.data_dir, schema.MANIFEST_FILE)):
-        logging.info("Demo records already in %s", config.data_dir)
-        return
-    path, _ = demo_data.make_demo_data(config.demo_dir, seed=config.seed)
-    logging.info("Demo images in %s; converting to %s", path, config.data_dir)
-    imagenet_convert.convert(imagenet_convert.ConvertOptions(
-            imagenet_dir=path, output_dir=config.data_dir, resize=config.resize_size,
-            num_workers=os.cpu_count() or 1, seed=config.seed, show_progress=config.progress_bar,
-            **_DEMO_SHARDS))
-
-
 def main(argv):
     del argv  # Unused.
-    malloc_tuning.tune_malloc()  # reuse large buffers between steps (see the module)
-    from alexnet_tf.training import loop as trainer  # Imports TensorFlow: after flag parsing (fast --help).
-    config = config_from_flags()
+    startup.tune_malloc()  # Reuse large buffers between steps (see startup.py).
+    try:
+        config = config_from_flags()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if config.deterministic:
         import tensorflow as tf  # Process-wide: set here, before any op runs.
         tf.config.experimental.enable_op_determinism()
+    from alexnet_tf.training import loop
     if config.make_demo_data:
-        prepare_demo_data(config)
+        from alexnet_tf.data.imagenet import demo
+        if demo.prepare_records(config.data_dir, config.demo_dir, resize=config.resize_size,
+                                seed=config.seed, show_progress=config.progress_bar):
+            logging.info("Demo images in %s converted into %s", config.demo_dir,
+                         config.data_dir)
     try:
-        results = trainer.train_and_evaluate(config, _MODEL_DIR.value)
-    except trainer.NonFiniteLossError as error:
+        results = loop.train_and_evaluate(config, _MODEL_DIR.value)
+    except loop.NonFiniteLossError as error:
         logging.error("%s", error)
+        return 1
+    except (ValueError, FileNotFoundError) as error:  # A bad setting or missing data.
+        print(f"error: {error}", file=sys.stderr)
         return 1
     if results["preempted"]:
         print(f"Stopped by SIGTERM at step {results['step']}; checkpoint saved in "

@@ -10,29 +10,27 @@ r"""See what the network learned: the paper's figures and Zeiler & Fergus' tools
       --layer=conv3 --output=d.png
 
 Images (--images, --search) are image files, the converter's TFRecord shards, directories
-or globs; TFRecords carry the true label. `--saved_model` (an export version directory)
-serves `predictions` and `occlusion`'s probability map on its own; every other tool needs
-the layers, so give the training run too (`--model_dir`): its config.json rebuilds the
-model and the SavedModel's variables are loaded into it.
+or globs; TFRecords carry the true label. `--saved_model` (an export, or one version of
+it) serves `predictions` and `occlusion`'s probability map on its own; every other tool
+needs the layers, so give the training run too (`--model_dir`): its config.json rebuilds
+the model and the SavedModel's variables are loaded into it.
 """
 
-import os
-import sys
+from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)
 
-from absl import app
-from absl import flags
-from absl import logging
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+from alexnet_tf import model_flags  # noqa: E402
 
 TOOLS = ("kernels", "predictions", "neighbors", "occlusion", "deconv")
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training run directory (config.json and "
-                                 "checkpoints/).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint prefix; default the latest.")
-_SAVED_MODEL = flags.DEFINE_string("saved_model", None, "SavedModel version directory written "
-                                   "by alexnet_tf.export (used instead of the checkpoint).")
-_STATS = flags.DEFINE_string("stats", None, "Colour statistics; default the run's own.")
 _LABELS = flags.DEFINE_string("labels", None, "Class names: a labels.json or a text file with "
-                              "one name a line; default model_dir/labels.json.")
+                              "one name a line; default the model's own.")
 _OUTPUT = flags.DEFINE_string("output", None, "The PNG to write.")
 _IMAGES = flags.DEFINE_list("images", [], "Images: files, TFRecord shards, directories, globs.")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 8, "Use at most this many of --images "
@@ -44,7 +42,7 @@ _SEARCH = flags.DEFINE_list("search", [], "neighbors: the search set (e.g. train
 _SEARCH_LIMIT = flags.DEFINE_integer("search_limit", None, "neighbors: first N search images.")
 _NUM_NEIGHBORS = flags.DEFINE_integer("num_neighbors", 6, "neighbors: images per query.")
 _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "neighbors: feature cache directory; "
-                                 "default <model_dir or saved_model>/viz_cache.")
+                                 "default <model_dir>/viz_cache, or ./viz_cache for a SavedModel.")
 _LAYER = flags.DEFINE_enum("layer", "conv5", ["conv1", "conv2", "conv3", "conv4", "conv5"],
                            "occlusion and deconv: the layer to look at.")
 _PATCH_SIZE = flags.DEFINE_integer("patch_size", 0, "occlusion: grey square side in pixels; "
@@ -57,12 +55,7 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 
 def _load_model():
     from alexnet_tf.viz import inputs as viz_inputs
-    if _SAVED_MODEL.value:
-        loaded = viz_inputs.load_saved_model(_SAVED_MODEL.value, _MODEL_DIR.value, _STATS.value)
-    elif _MODEL_DIR.value:
-        loaded = viz_inputs.load_model_dir(_MODEL_DIR.value, _CHECKPOINT.value, _STATS.value)
-    else:
-        raise app.UsageError("give --model_dir (a training run) or --saved_model")
+    loaded = model_flags.load("visualize")
     if _LABELS.value:
         loaded.labels = viz_inputs.read_label_file(_LABELS.value)
     return loaded
@@ -91,7 +84,7 @@ def run(tool: str, extra_images=()) -> dict:
         if not _SEARCH.value:
             raise app.UsageError("neighbors needs --search=<the images to search>")
         cache_dir = _CACHE_DIR.value or os.path.join(
-            _SAVED_MODEL.value or _MODEL_DIR.value, "viz_cache")
+            model_flags.MODEL_DIR.value or ".", "viz_cache")
         return viz_tools.run_neighbors(loaded, records, _SEARCH.value, output,
                                        cache_dir=cache_dir, num_neighbors=_NUM_NEIGHBORS.value,
                                        search_limit=_SEARCH_LIMIT.value)

@@ -18,6 +18,7 @@ import pytest
 from alexnet_tf.bench import model as bench_model
 from alexnet_tf.bench import report as bench_report
 from alexnet_tf.nn import models
+from alexnet_tf.nn import precision
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(num_classes=10, input_size=67, width_multiplier=0.125)
@@ -77,7 +78,7 @@ def test_worker_prints_a_result_the_driver_reads(capsys):
 
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="precision"):
-        with bench_model.dtype_policy("fp8"):
+        with precision.dtype_policy("fp8"):
             pass
     with pytest.raises(ValueError, match="mode"):
         bench_model.make_model_runner(bench_model.ModelSpec(**TINY), "eval", 2, 1, 0)

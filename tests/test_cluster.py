@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from alexnet_tf.distributed import cluster
+from alexnet_tf.distributed import service
 
 
 def _tf_config(cluster_spec, task_type, index):
@@ -67,12 +68,12 @@ def test_parse_tf_config_rejects_malformed(text, message):
 
 
 def test_parse_service_address():
-    assert cluster.parse_service_address("grpc://dispatcher:5050") == "grpc://dispatcher:5050"
-    assert cluster.parse_service_address("localhost:5050") == "grpc://localhost:5050"
+    assert service.parse_service_address("grpc://dispatcher:5050") == "grpc://dispatcher:5050"
+    assert service.parse_service_address("localhost:5050") == "grpc://localhost:5050"
     with pytest.raises(ValueError, match="grpc"):
-        cluster.parse_service_address("http://host:5050")
+        service.parse_service_address("http://host:5050")
     with pytest.raises(ValueError, match="--data_service"):
-        cluster.parse_service_address("grpc://host")
+        service.parse_service_address("grpc://host")
 
 
 def test_write_dir_chief_writes_in_place_others_in_a_discarded_temp(tmp_path):

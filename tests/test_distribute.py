@@ -35,7 +35,7 @@ def _train(tmp_path, name, **overrides):
     model_dir = str(tmp_path / name)
     trainer.train_and_evaluate(config_lib.TrainConfig(**values), model_dir,
                                datasets=_fixed_datasets())
-    model, _ = model_dir_lib.restore_model(model_dir)
+    model, _, _ = model_dir_lib.restore_model(model_dir)
     return [w.numpy() for w in model.weights]
 
 

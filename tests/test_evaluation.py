@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.evaluation import classification as evaluation
+from alexnet_tf import model_source
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data import schema
-from alexnet_tf.serving import signatures as serving
+from alexnet_tf.evaluation import classification as evaluation
+from alexnet_tf.evaluation import metrics
+from alexnet_tf.serving import saved_model as serving
 from test_serving import encode, make_run, randomize_weights
 
 
@@ -26,25 +28,25 @@ def test_count_correct_matches_numpy():
     rng = np.random.default_rng(0)
     scores = rng.random((64, 12)).astype(np.float32)
     labels = rng.integers(0, 12, 64)
-    top1, top5 = evaluation.count_correct(scores, labels)
+    top1, top5 = metrics.count_correct(scores, labels)
     assert (int(top1), int(top5)) == _numpy_topk_hits(scores, labels, 5)
 
 
 def test_count_correct_constant_output_is_not_always_right():
     # in_top_k would call every label correct here; the paper's metric must not.
     scores = np.zeros((10, 10), np.float32)
-    top1, top5 = evaluation.count_correct(scores, np.arange(10))
+    top1, top5 = metrics.count_correct(scores, np.arange(10))
     assert int(top1) == 1 and int(top5) == 5
 
 
 def test_count_correct_caps_k_at_num_classes():
-    top1, top5 = evaluation.count_correct(np.array([[0.1, 0.9, 0.0]]), np.array([2]))
+    top1, top5 = metrics.count_correct(np.array([[0.1, 0.9, 0.0]]), np.array([2]))
     assert int(top1) == 0 and int(top5) == 1
 
 
 def test_count_correct_rejects_bad_shapes():
     with pytest.raises(ValueError, match="probabilities"):
-        evaluation.count_correct(np.zeros((2, 3, 4)), np.zeros(2))
+        metrics.count_correct(np.zeros((2, 3, 4)), np.zeros(2))
 
 
 def test_average_crops_keeps_crops_of_one_image_together():
@@ -53,7 +55,7 @@ def test_average_crops_keeps_crops_of_one_image_together():
     probabilities[:10, 0] = 1.0
     probabilities[10:, 1] = 1.0
     probabilities[3] = [0.0, 0.0, 1.0]  # One crop of image 0 disagrees.
-    averaged = evaluation.average_crops(probabilities, 10).numpy()
+    averaged = metrics.average_crops(probabilities, 10).numpy()
     np.testing.assert_allclose(averaged, [[0.9, 0.0, 0.1], [0.0, 1.0, 0.0]], atol=1e-6)
 
 
@@ -95,15 +97,15 @@ def test_evaluate_rejects_centre_batches_in_ten_crop_mode():
 
 
 def test_write_json_and_table(tmp_path):
-    counts = {evaluation.CENTRE: evaluation.Counts(4, 1, 3)}
+    counts = {evaluation.CENTRE: metrics.Counts(4, 1, 3)}
     path = tmp_path / "eval.json"
-    evaluation.write_json(str(path), counts, checkpoint="ckpt-7")
+    metrics.write_json(str(path), counts, checkpoint="ckpt-7")
     written = json.loads(path.read_text())
     assert written["checkpoint"] == "ckpt-7"
     assert written[evaluation.CENTRE]["top5_correct"] == 3
     assert written[evaluation.CENTRE]["top1_error"] == pytest.approx(0.75)
     assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
-    assert "75.00%" in evaluation.format_table(counts)
+    assert "75.00%" in metrics.format_table(counts)
 
 
 # End to end: a checkpointed run (test_serving.make_run), validation records written with
@@ -162,8 +164,10 @@ def evaluated_run(tmp_path_factory):
 def test_run_named_checkpoint_ten_crop(evaluated_run, tmp_path):
     (centre_top1, centre_top5), (ten_top1, ten_top5) = evaluated_run["expected"]
     assert 0 < centre_top1 < NUM_RECORDS
-    counts, output = evaluation.run(evaluated_run["data_dir"], model_dir=evaluated_run["run_dir"],
-                                    checkpoint="ckpt-1", ten_crop=True, batch_size=4)
+    loaded = model_source.load(model_dir=evaluated_run["run_dir"], checkpoint="ckpt-1")
+    output = evaluation.default_output(loaded, evaluated_run["run_dir"], ten_crop=True)
+    counts = evaluation.run(evaluated_run["data_dir"], loaded, output=output, ten_crop=True,
+                            batch_size=4)
     centre, ten = counts[evaluation.CENTRE], counts[evaluation.TEN_CROP]
     assert (centre.num_examples, centre.top1_correct, centre.top5_correct) == (
             NUM_RECORDS, centre_top1, centre_top5)
@@ -177,26 +181,28 @@ def test_run_named_checkpoint_ten_crop(evaluated_run, tmp_path):
 
 def test_run_defaults_to_latest_checkpoint(evaluated_run, tmp_path):
     output = str(tmp_path / "latest.json")
-    counts, _ = evaluation.run(evaluated_run["data_dir"], model_dir=evaluated_run["run_dir"],
-                               batch_size=8, output=output)
+    loaded = model_source.load(model_dir=evaluated_run["run_dir"])
+    counts = evaluation.run(evaluated_run["data_dir"], loaded, batch_size=8, output=output)
     assert json.loads(open(output).read())["source"].endswith("ckpt-2")
     assert counts[evaluation.CENTRE].num_examples == NUM_RECORDS
 
 
-def test_run_rejects_bad_sources(evaluated_run):
-    with pytest.raises(ValueError, match="exactly one"):
-        evaluation.run(evaluated_run["data_dir"])
+def test_bad_model_sources_are_named(evaluated_run):
+    with pytest.raises(ValueError, match="--model_dir"):
+        model_source.load()
     with pytest.raises(FileNotFoundError, match="ckpt-99"):
-        evaluation.run(evaluated_run["data_dir"], model_dir=evaluated_run["run_dir"],
-                       checkpoint="ckpt-99")
-    with pytest.raises(FileNotFoundError, match="version directory"):
-        evaluation.run(evaluated_run["data_dir"], saved_model=evaluated_run["run_dir"])
+        model_source.load(model_dir=evaluated_run["run_dir"], checkpoint="ckpt-99")
+    with pytest.raises(FileNotFoundError, match="export directory"):
+        model_source.load(saved_model=evaluated_run["run_dir"])
+    with pytest.raises(ValueError, match="--checkpoint"):
+        model_source.load(saved_model=evaluated_run["run_dir"], checkpoint="ckpt-1")
 
 
 @pytest.mark.slow
 def test_entry_point_on_saved_model(evaluated_run, tmp_path):
     # Export ckpt-1, then evaluate the SavedModel alone: same counts as the checkpoint.
-    module = serving.module_from_model_dir(evaluated_run["run_dir"], "ckpt-1")
+    loaded = model_source.load(model_dir=evaluated_run["run_dir"], checkpoint="ckpt-1")
+    module = serving.ServingModule(loaded.keras_model, loaded.settings, labels=loaded.labels)
     version_dir = serving.export(module, str(tmp_path / "export"), verify=False)
     output = tmp_path / "saved_model_eval.json"
     process = subprocess.run(

@@ -53,12 +53,12 @@ from alexnet_tf.training import loop as trainer
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 weights_path = f"{sys.argv.pop()}{index}.npz"
 flags.FLAGS(sys.argv)
-run_train = trainer._Run.train
-def train_and_save_weights(run, termination):
-    results = run_train(run, termination)
-    np.savez(weights_path, *[variable.numpy() for variable in run.model.weights])
+run_loop = trainer._loop
+def loop_and_save_weights(state, *args):
+    results = run_loop(state, *args)
+    np.savez(weights_path, *[variable.numpy() for variable in state.model.weights])
     return results
-trainer._Run.train = train_and_save_weights
+trainer._loop = loop_and_save_weights
 sys.exit(train.main([]))
 """
 
@@ -91,7 +91,7 @@ def data_dir(tmp_path_factory):
     stats_lib.save_stats(stats_lib.ImageStats(
             mean_rgb=published.mean_rgb, eigval=np.zeros(3, np.float32),
             eigvec=published.eigvec, source="test: no PCA lighting"),
-            os.path.join(output, schema.STATS_FILE))
+            os.path.join(output, stats_lib.STATS_FILE))
     return output
 
 
@@ -161,7 +161,7 @@ def _wait_all(processes, timeout: float) -> None:
 
 
 def _weights_of_checkpoint(model_dir: str, checkpoint=None) -> list:
-    model, _ = model_dir_lib.restore_model(model_dir, checkpoint)
+    model, _, _ = model_dir_lib.restore_model(model_dir, checkpoint)
     return [variable.numpy() for variable in model.weights]
 
 

@@ -42,7 +42,7 @@ def test_each_image_is_its_own_nearest_neighbour_and_features_are_cached(run):
     # Queries are the same images as JPEG files (not the records): same bytes, other path.
     queries = viz_inputs.read_images(run["files"])
     extract = neighbors.feature_extractor(loaded.keras_model)
-    indices, distances = neighbors.nearest(extract(loaded.preprocess(queries)[0]),
+    indices, distances = neighbors.nearest(extract(viz_inputs.preprocess(loaded.settings, queries)[0]),
                                            search["features"], k=2)
     assert indices[:, 0].tolist() == list(range(9))
     assert (distances[:, 0] < 1e-3 * distances[:, 1]).all()

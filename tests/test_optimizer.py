@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from alexnet_tf.training import optimizer as optimizer_lib
+from alexnet_tf.training import schedules
 
 
 def _numpy_paper_sgd(weights, gradients, learning_rate, momentum=0.9, weight_decay=0.0005):
@@ -122,7 +123,7 @@ def test_bad_arguments_raise(kwargs):
 
 
 def test_plateau_divides_by_ten_after_patience_at_most_three_times():
-    schedule = optimizer_lib.PlateauSchedule(0.01, factor=0.1, patience=2, max_reductions=3)
+    schedule = schedules.PlateauSchedule(0.01, factor=0.1, patience=2, max_reductions=3)
     errors = [0.9, 0.8, 0.8, 0.81,   # two epochs without improvement -> 0.001
               0.7, 0.7, 0.7,         # -> 0.0001
               0.75, 0.75,            # -> 0.00001
@@ -140,44 +141,44 @@ def test_plateau_divides_by_ten_after_patience_at_most_three_times():
 
 
 def test_plateau_min_delta_and_checkpoint(tmp_path):
-    schedule = optimizer_lib.PlateauSchedule(0.01, patience=1, min_delta=0.01)
+    schedule = schedules.PlateauSchedule(0.01, patience=1, min_delta=0.01)
     schedule.update(0.5)
     assert schedule.update(0.495)  # an improvement smaller than min_delta does not count
     path = tf.train.Checkpoint(schedule=schedule).save(str(tmp_path / "ckpt"))
-    restored = optimizer_lib.PlateauSchedule(0.01, patience=1, min_delta=0.01)
+    restored = schedules.PlateauSchedule(0.01, patience=1, min_delta=0.01)
     tf.train.Checkpoint(schedule=restored).restore(path).assert_consumed()
     assert restored.learning_rate(0) == pytest.approx(0.001)
     assert float(restored.best_error.numpy()) == pytest.approx(0.5)
 
 
 def test_step_schedule():
-    schedule = optimizer_lib.make_schedule("step", initial_learning_rate=0.01,
+    schedule = schedules.make_schedule("step", initial_learning_rate=0.01,
                                            boundaries=(2, 4))
     rates = [schedule.learning_rate(epoch) for epoch in range(6)]
     np.testing.assert_allclose(rates, [0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
     assert not schedule.update(0.3)
     with pytest.raises(ValueError, match="boundaries"):
-        optimizer_lib.make_schedule("step", initial_learning_rate=0.01, boundaries=(4, 2))
+        schedules.make_schedule("step", initial_learning_rate=0.01, boundaries=(4, 2))
     with pytest.raises(ValueError, match="lr_schedule"):
-        optimizer_lib.make_schedule("cosine", initial_learning_rate=0.01)
+        schedules.make_schedule("cosine", initial_learning_rate=0.01)
 
 
 @pytest.mark.parametrize("rule, expected", [("none", 0.01), ("linear", 0.08),
                                             ("sqrt", 0.01 * 8 ** 0.5)])
 def test_scaled_learning_rate(rule, expected):
-    assert optimizer_lib.scaled_learning_rate(0.01, 1024, 128, rule) == pytest.approx(expected)
+    assert schedules.scaled_learning_rate(0.01, 1024, 128, rule) == pytest.approx(expected)
 
 
 def test_scaled_learning_rate_rejects_bad_input():
     with pytest.raises(ValueError, match="lr_scaling"):
-        optimizer_lib.scaled_learning_rate(0.01, 256, 128, "cubic")
+        schedules.scaled_learning_rate(0.01, 256, 128, "cubic")
     with pytest.raises(ValueError, match="batch sizes"):
-        optimizer_lib.scaled_learning_rate(0.01, 0, 128, "linear")
+        schedules.scaled_learning_rate(0.01, 0, 128, "linear")
 
 
 def test_warmup_multiplier_ramps_linearly_then_holds():
-    values = [optimizer_lib.warmup_multiplier(step, 4, start_fraction=0.2) for step in range(7)]
+    values = [schedules.warmup_multiplier(step, 4, start_fraction=0.2) for step in range(7)]
     assert values == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0])
-    assert optimizer_lib.warmup_multiplier(0, 0) == 1.0  # No warm-up.
+    assert schedules.warmup_multiplier(0, 0) == 1.0  # No warm-up.
     with pytest.raises(ValueError, match="warm-up"):
-        optimizer_lib.warmup_multiplier(0, 4, start_fraction=1.5)
+        schedules.warmup_multiplier(0, 4, start_fraction=1.5)

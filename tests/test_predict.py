@@ -83,4 +83,4 @@ def test_predict_exit_codes(exported):
     process = _python_module("alexnet_tf.predict", f"--saved_model={exported['missing']}",
                              exported["image_paths"][3])
     assert process.returncode == 2
-    assert "is not a SavedModel directory" in process.stderr
+    assert "is neither a SavedModel directory" in process.stderr

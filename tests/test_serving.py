@@ -19,11 +19,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf.evaluation import classification as evaluation
 from alexnet_tf import run_dir as model_dir_lib
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data import schema
-from alexnet_tf.serving import signatures as serving
+from alexnet_tf import model_source
+from alexnet_tf.serving import layout
+from alexnet_tf.serving import saved_model as serving
+from alexnet_tf.serving import warmup
 from alexnet_tf.data import stats as stats_lib
 
 NUM_CLASSES = 6
@@ -75,7 +77,7 @@ def make_run(root):
     model = model_dir_lib.build_model(SPEC)
     randomize_weights(model)
     stats = make_stats()
-    stats_path = str(root / schema.STATS_FILE)
+    stats_path = str(root / stats_lib.STATS_FILE)
     stats_lib.save_stats(stats, stats_path)
     # As config.py writes it: the spec without device placement, and the data settings.
     spec = {key: value for key, value in SPEC.items() if key != "tower_devices"}
@@ -94,8 +96,8 @@ def make_run(root):
         path = root / f"image{index}.{'png' if index == 2 else 'jpg'}"
         path.write_bytes(image)
         image_paths.append(str(path))
-    settings = evaluation.EvalSettings(stats=stats, mean_mode="image", crop_size=INPUT_SIZE,
-                                       resize_size=preprocessing.RESIZE_SIZE)
+    settings = preprocessing.EvalSettings(stats=stats, mean_mode="image", crop_size=INPUT_SIZE,
+                                          resize_size=preprocessing.RESIZE_SIZE)
     return dict(root=root, run_dir=str(run_dir), model=model, stats=stats, settings=settings,
                 stats_path=stats_path, images=images, image_paths=image_paths, labels=labels,
                 manager=manager)
@@ -109,7 +111,8 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(run):
     """The run exported once to export_dir/1 (warm-up replayed before the rename)."""
-    module = serving.module_from_model_dir(run["run_dir"])
+    loaded = model_source.load(model_dir=run["run_dir"])
+    module = serving.ServingModule(loaded.keras_model, loaded.settings, labels=loaded.labels)
     export_dir = str(run["root"] / "export")
     version_dir = serving.export(module, export_dir, verify=True)
     return dict(module=module, export_dir=export_dir, version_dir=version_dir)
@@ -228,24 +231,24 @@ def test_export_holds_no_xla_kernel(exported):
 def test_warmup_file_holds_predict_requests_for_both_signatures(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    path = os.path.join(exported["version_dir"], serving.EXTRA_ASSETS_DIR, serving.WARMUP_FILE)
+    path = os.path.join(exported["version_dir"], layout.EXTRA_DIR, layout.WARMUP_FILE)
     logs = [prediction_log_pb2.PredictionLog.FromString(record)
             for record in tf.data.TFRecordDataset(path).as_numpy_iterator()]
     assert 0 < len(logs) <= 1000  # TF Serving reads at most 1000 warm-up records.
     requests = [log.predict_log.request for log in logs]
     signatures = {request.model_spec.signature_name for request in requests}
-    assert signatures == {serving.SERVING_SIGNATURE, serving.PREPROCESSED_SIGNATURE}
+    assert signatures == {layout.SERVING_SIGNATURE, layout.PREPROCESSED_SIGNATURE}
     for request in requests:
-        if request.model_spec.signature_name == serving.SERVING_SIGNATURE:
-            encoded = tf.make_ndarray(request.inputs[serving.IMAGE_BYTES_INPUT])
+        if request.model_spec.signature_name == layout.SERVING_SIGNATURE:
+            encoded = tf.make_ndarray(request.inputs[layout.IMAGE_BYTES_INPUT])
             assert encoded.ndim == 1 and len(encoded) >= 1
     loaded = tf.saved_model.load(exported["version_dir"])
-    assert serving.replay_warmup(exported["version_dir"], loaded) == len(logs)
+    assert warmup.replay_warmup(exported["version_dir"], loaded) == len(logs)
 
 
 def test_corrupt_image_is_an_error_not_a_crash(run, exported):
     loaded = tf.saved_model.load(exported["version_dir"])
-    serve = loaded.signatures[serving.SERVING_SIGNATURE]
+    serve = loaded.signatures[layout.SERVING_SIGNATURE]
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
         serve(image_bytes=tf.constant([b"this is not an image"]))
     truncated = run["images"][0][:len(run["images"][0]) // 3]
@@ -260,7 +263,7 @@ def test_corrupt_image_is_an_error_not_a_crash(run, exported):
 
 def test_versions_next_integer_and_no_overwrite(run, exported):
     export_dir = exported["export_dir"]
-    assert serving.existing_versions(export_dir) == [1]
+    assert layout.existing_versions(export_dir) == [1]
     before = os.path.getmtime(os.path.join(export_dir, "1", "saved_model.pb"))
     with pytest.raises(FileExistsError, match="already exists"):
         serving.export(exported["module"], export_dir, version=1)
@@ -270,22 +273,23 @@ def test_versions_next_integer_and_no_overwrite(run, exported):
             serving.export(exported["module"], export_dir, version=bad)
     second = serving.export(exported["module"], export_dir, verify=False)
     assert second == os.path.join(export_dir, "2")
-    assert serving.existing_versions(export_dir) == [1, 2]
+    assert layout.existing_versions(export_dir) == [1, 2]
     assert sorted(os.listdir(export_dir)) == ["1", "2"]  # No temporaries left behind.
 
 
 _CRASH_SCRIPT = textwrap.dedent("""
     import os, sys
-    from alexnet_tf.evaluation import classification as evaluation
-    from alexnet_tf.nn import models
-    from alexnet_tf.serving import signatures as serving
+    from alexnet_tf.data import preprocessing
     from alexnet_tf.data import stats
+    from alexnet_tf.nn import models
+    from alexnet_tf.serving import saved_model as serving
+    from alexnet_tf.serving import warmup
     model = models.alexnet(num_classes=3, input_size=64, width_multiplier=0.0625)
-    settings = evaluation.EvalSettings(stats=stats.load_stats(None), mean_mode="rgb",
-                                       crop_size=64, resize_size=256)
+    settings = preprocessing.EvalSettings(stats=stats.load_stats(None), mean_mode="rgb",
+                                          crop_size=64, resize_size=256)
     module = serving.ServingModule(model, settings)
     # Die (no clean-up, like a kill) after the SavedModel is written, before the rename.
-    serving.warmup_records = lambda *args, **kwargs: os._exit(17)
+    warmup.warmup_records = lambda *args, **kwargs: os._exit(17)
     serving.export(module, sys.argv[1], version=7)
 """)
 
@@ -302,14 +306,14 @@ def test_crashed_export_leaves_no_version(tmp_path):
     # The half-written model exists, but under a name TF Serving never loads (not an integer).
     assert len(leftovers) == 1 and not leftovers[0].isdigit()
     assert os.path.exists(export_dir / leftovers[0] / "saved_model.pb")
-    assert serving.existing_versions(str(export_dir)) == [1]
-    assert serving.next_version(str(export_dir)) == 2
+    assert layout.existing_versions(str(export_dir)) == [1]
+    assert layout.next_version(str(export_dir)) == 2
 
 
 def test_failed_export_cleans_up(exported, monkeypatch, tmp_path):
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(serving, "warmup_records", fail)
+    monkeypatch.setattr(warmup, "warmup_records", fail)
     export_dir = tmp_path / "export"
     with pytest.raises(RuntimeError, match="disk full"):
         serving.export(exported["module"], str(export_dir))
@@ -335,23 +339,23 @@ def test_module_without_labels_returns_indices(run):
 def test_eval_settings_from_config(run, tmp_path):
     config = {"model": SPEC, "stats_path": run["stats_path"], "mean_mode": "rgb",
               "resize_size": 300}
-    settings = evaluation.eval_settings(config)
+    settings = model_dir_lib.eval_settings(config)
     assert (settings.crop_size, settings.resize_size, settings.mean_mode) == (INPUT_SIZE, 300, "rgb")
     np.testing.assert_allclose(settings.stats.mean_image, run["stats"].mean_image)
     # stats_path None (as config.py writes it when unset): data_dir/stats.npz is used.
-    stats_lib.save_stats(run["stats"], str(tmp_path / schema.STATS_FILE))
-    settings = evaluation.eval_settings({"model": SPEC, "stats_path": None,
+    stats_lib.save_stats(run["stats"], str(tmp_path / stats_lib.STATS_FILE))
+    settings = model_dir_lib.eval_settings({"model": SPEC, "stats_path": None,
                                          "data_dir": str(tmp_path)})
     assert settings.mean_mode == "image" and settings.stats.mean_image is not None
     with pytest.raises(ValueError, match="mean_mode"):
-        evaluation.eval_settings({"model": SPEC}, mean_mode="median")
+        model_dir_lib.eval_settings({"model": SPEC}, mean_mode="median")
 
 
 def test_settings_saved_with_the_export(run, exported):
-    extra_dir = os.path.join(exported["version_dir"], serving.EXTRA_ASSETS_DIR)
-    settings = evaluation.load_settings(extra_dir)
+    settings = layout.load_settings(exported["version_dir"])
     assert (settings.crop_size, settings.resize_size, settings.mean_mode) == (
             INPUT_SIZE, preprocessing.RESIZE_SIZE, "image")
     np.testing.assert_allclose(settings.stats.mean_image, run["stats"].mean_image)
+    assert layout.load_labels(exported["version_dir"]) == run["labels"]
     with pytest.raises(FileNotFoundError, match="alexnet_tf.export"):
-        evaluation.load_settings(exported["version_dir"])
+        layout.load_settings(str(run["root"]))

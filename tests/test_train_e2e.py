@@ -11,12 +11,14 @@ import sys
 import textwrap
 import time
 
+import keras
 import numpy as np
 import pytest
 
 from alexnet_tf.training import config as config_lib
 from alexnet_tf.data.imagenet import demo as demo_data
 from alexnet_tf.data.imagenet import convert as imagenet_convert
+from alexnet_tf.distributed import strategy as strategy_lib
 from alexnet_tf.training import loop as trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,7 +63,7 @@ def test_two_steps_mirrored_through_converter_and_pipeline(records, tmp_path):
     done = _run_python(textwrap.dedent(f"""
         import numpy as np
         from alexnet_tf import run_dir as model_dir
-        model, config = model_dir.restore_model({model_dir!r})
+        model, config, _ = model_dir.restore_model({model_dir!r})
         out = model(np.zeros((1, 64, 64, 3), np.float32))
         print("OK", out.shape, config["model"]["num_classes"], len(model_dir.read_labels({model_dir!r})))
     """))
@@ -91,7 +93,7 @@ _CHILD = textwrap.dedent("""
         batch_size=4, mean_mode="rgb", num_epochs=2, checkpoint_every_steps=2,
         summary_images=False, seed=3)
     trainer.train_and_evaluate(config, run_dir)
-    model, _ = model_dir.restore_model(run_dir)
+    model, _, _ = model_dir.restore_model(run_dir)
     np.savez(out, *[w.numpy() for w in model.weights])
     print("DONE", flush=True)
 """)
@@ -148,8 +150,8 @@ def test_augment_on_device_gives_the_same_images_and_trains(records, tmp_path):
     for where in ("host", "device"):
         config = _tiny_config(records, max_steps=2, augment_on=where, strategy="mirrored",
                               devices=("/CPU:0", "/CPU:1"), mean_mode="image", num_epochs=1)
-        strategy = trainer.distribute.create_strategy(config.strategy, config.devices)
-        trainer.keras.utils.set_random_seed(config.seed)  # as train_and_evaluate does
+        strategy = strategy_lib.create_strategy(config.strategy, config.devices)
+        keras.utils.set_random_seed(config.seed)  # as train_and_evaluate does
         data = trainer.make_datasets(config, strategy)
         batch, _ = next(iter(data.train))
         if where == "device":

@@ -65,7 +65,7 @@ def test_run_writes_model_dir_and_restores(tmp_path):
     assert checkpoints.model_checkpoint_path.endswith("ckpt-8")
     assert os.listdir(os.path.join(model_dir, metrics.LOG_DIR, "train"))
     # The model_dir contract other tools rely on: rebuild from the spec and restore.
-    model, _ = model_dir_lib.restore_model(model_dir)
+    model, _, _ = model_dir_lib.restore_model(model_dir)
     images = next(iter(data.validation()))[0]
     assert model(images).shape == (8, 3)
 
@@ -100,7 +100,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
         trainer.train_and_evaluate(config, model_dir, datasets=tiny_datasets())
     latest = tf.train.latest_checkpoint(model_dir_lib.checkpoint_dir(model_dir))
     if latest is not None:  # Every checkpoint kept holds finite weights.
-        model, _ = model_dir_lib.restore_model(model_dir)
+        model, _, _ = model_dir_lib.restore_model(model_dir)
         assert all(np.all(np.isfinite(w)) for w in _weights(model))
 
 
@@ -142,11 +142,11 @@ def test_sigterm_on_the_last_step_of_an_epoch_finishes_the_epoch_first(tmp_path,
 def test_transfer_learning_retrains_only_fc8(tmp_path):
     source_dir = str(tmp_path / "source")
     trainer.train_and_evaluate(tiny_config(num_epochs=1), source_dir, datasets=tiny_datasets())
-    source, _ = model_dir_lib.restore_model(source_dir)
+    source, _, _ = model_dir_lib.restore_model(source_dir)
     target_dir = str(tmp_path / "target")
     config = tiny_config(num_epochs=1, init_checkpoint=source_dir, trainable_layers=("fc8",))
     trainer.train_and_evaluate(config, target_dir, datasets=tiny_datasets(num_classes=5))
-    target, saved = model_dir_lib.restore_model(target_dir)
+    target, saved, _ = model_dir_lib.restore_model(target_dir)
     assert saved["model"]["num_classes"] == 5
     for name in ("conv1", "conv3", "fc6", "fc7"):
         for before, after in zip(source.get_layer(name).get_weights(),
@@ -190,5 +190,5 @@ def test_precision_and_jit(tmp_path, precision, jit_compile):
     assert np.isfinite(results["loss"]) and results["step"] == 4
     assert seen["policy"] == {"fp32": "float32"}.get(precision, precision)
     assert keras.mixed_precision.dtype_policy().name == "float32"  # restored afterwards
-    model, _ = model_dir_lib.restore_model(model_dir)  # float32 weights load as they are
+    model, _, _ = model_dir_lib.restore_model(model_dir)  # float32 weights load as they are
     assert all(np.all(np.isfinite(w)) for w in _weights(model))

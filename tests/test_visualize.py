@@ -85,7 +85,8 @@ def test_neighbors_tool(run, tmp_path):
     dead_model = models.build_model(**viz_fixtures.SPEC)
     for weight in dead_model.weights:
         weight.assign(tf.zeros_like(weight))
-    dead = dataclasses.replace(run["loaded"], keras_model=dead_model, identity="all-zero")
+    dead = dataclasses.replace(run["loaded"], keras_model=dead_model,
+                               path=str(tmp_path / "all-zero"))  # another identity
     summary = viz_tools.run_neighbors(dead, queries, [run["shard"]], output,
                                       cache_dir=str(tmp_path / "cache"), num_neighbors=3)
     assert summary["dead"] and not summary["cached"]
@@ -118,12 +119,13 @@ def test_deconv_tool(run, tmp_path, layer):
 
 
 def test_saved_model_needs_model_dir_for_layers(run, tmp_path):
-    from alexnet_tf.serving import signatures as serving
+    from alexnet_tf import model_source
+    from alexnet_tf.serving import saved_model as serving
     module = serving.ServingModule(run["loaded"].keras_model, run["loaded"].settings)
     saved_model = serving.export(module, str(tmp_path / "export"), verify=False)
     records = viz_inputs.read_images([run["shard"]], limit=2)
 
-    with_spec = viz_inputs.load_saved_model(saved_model, run["model_dir"])
+    with_spec = model_source.load(saved_model=saved_model, model_dir=run["model_dir"])
     np.testing.assert_array_equal(viz_tools.conv1_towers(with_spec.keras_model)[1],
                                   viz_tools.conv1_towers(run["loaded"].keras_model)[1])
     # Without --model_dir only the signatures are there (the same loaded SavedModel here).

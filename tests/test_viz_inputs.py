@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import viz_fixtures
+from alexnet_tf import model_source
 from alexnet_tf.viz import inputs as viz_inputs
 
 
@@ -35,7 +36,7 @@ def test_missing_inputs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         viz_inputs.read_images([str(tmp_path / "nothing-here*.jpg")])
     with pytest.raises(FileNotFoundError, match="saved_model.pb"):
-        viz_inputs.load_saved_model(str(tmp_path))
+        model_source.load(saved_model=str(tmp_path))
 
 
 def test_sources_digest_changes_with_the_files(images):
@@ -65,13 +66,13 @@ def test_label_files_and_class_names(tmp_path):
 def test_preprocess_gives_network_input_and_display_crop(tmp_path, images):
     model_dir = str(tmp_path / "run")
     viz_fixtures.make_run(model_dir)
-    loaded = viz_inputs.load_model_dir(model_dir)
+    loaded = model_source.load(model_dir=model_dir)
     records = viz_inputs.read_images(images[0][:2])
-    inputs, display = loaded.preprocess(records)
+    inputs, display = viz_inputs.preprocess(loaded.settings, records)
     size = viz_fixtures.INPUT_SIZE
     assert inputs.shape == (2, size, size, 3) and inputs.dtype == np.float32
     assert display.shape == (2, size, size, 3) and display.dtype == np.uint8
     # Mean subtraction is all that separates them (per-channel mean, "rgb" mode).
     np.testing.assert_allclose(display - inputs, np.broadcast_to(
         loaded.settings.stats.mean_rgb, inputs.shape), rtol=1e-5, atol=1e-3)
-    assert loaded.preprocess(records[:1], ten_crop=True)[0].shape == (1, 10, size, size, 3)
+    assert viz_inputs.preprocess(loaded.settings, records[:1], ten_crop=True)[0].shape == (1, 10, size, size, 3)

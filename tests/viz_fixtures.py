@@ -83,11 +83,11 @@ def write_images(directory: str, count: int):
 def run_with_images(root, num_images: int) -> dict:
     """A run under root/run and `num_images` images under root/images, loaded.
 
-    Returns {"root", "model_dir", "loaded" (viz_inputs.load_model_dir), "files", "shard"}.
+    Returns {"root", "model_dir", "loaded" (model_source.load), "files", "shard"}.
     """
-    from alexnet_tf.viz import inputs as viz_inputs  # Local: only the fixtures that use it pay for it.
+    from alexnet_tf import model_source  # Local: only the fixtures that use it pay for it.
     model_dir = os.path.join(str(root), "run")
     make_run(model_dir)
     files, shard = write_images(os.path.join(str(root), "images"), num_images)
-    return dict(root=root, model_dir=model_dir, loaded=viz_inputs.load_model_dir(model_dir),
+    return dict(root=root, model_dir=model_dir, loaded=model_source.load(model_dir=model_dir),
                 files=files, shard=shard)

@@ -159,8 +159,8 @@ def torch_worker_main():
     # down by the driver): PyTorch's CPU tensors come from malloc too. The module is
     # plain Python, so the PyTorch interpreter can load it from this checkout.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from alexnet_tf import startup as malloc_tuning
-    malloc_tuning.tune_malloc()
+    from alexnet_tf import startup
+    startup.tune_malloc()
     worker = _TorchWorker()
     for line in sys.stdin:
         request = json.loads(line)
@@ -367,9 +367,9 @@ def format_rows(rows, spec, torch_version: str) -> str:
 def main(argv):
     del argv
     import tempfile
-    from alexnet_tf import startup as malloc_tuning
+    from alexnet_tf import startup
     if FLAGS.malloc_tuning:
-        malloc_tuning.tune_malloc()
+        startup.tune_malloc()
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     from alexnet_tf.bench import model as bench_model

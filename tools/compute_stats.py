@@ -8,9 +8,9 @@ alexnet_tf/data/stats.py reads. Without such a file the pipeline uses the publis
 values shipped in alexnet_tf/data/imagenet_stats.json. See alexnet_tf/data/imagenet/compute_stats.py.
 """
 
-import os
+from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow is imported.
+import os  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -24,7 +24,7 @@ _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "The converter's output directory (holds train-*-of-* shards).",
     required=True)
 _OUTPUT = flags.DEFINE_string(
-    "output", None, f"Where to write the statistics; default DATA_DIR/{schema.STATS_FILE}.")
+    "output", None, f"Where to write the statistics; default DATA_DIR/{stats_lib.STATS_FILE}.")
 _SPLIT = flags.DEFINE_enum("split", schema.TRAIN, list(schema.SPLITS), "Split to read.")
 _MAX_IMAGES = flags.DEFINE_integer(
     "max_images", 0, "Use only the first N images in shard order (shards are shuffled, so "
@@ -39,7 +39,7 @@ def main(argv):
     stats = stats_compute.compute_stats(
         _DATA_DIR.value, split=_SPLIT.value, resize_size=_RESIZE.value,
         batch_size=_BATCH_SIZE.value, max_images=_MAX_IMAGES.value, show_progress=True)
-    output = _OUTPUT.value or os.path.join(_DATA_DIR.value, schema.STATS_FILE)
+    output = _OUTPUT.value or os.path.join(_DATA_DIR.value, stats_lib.STATS_FILE)
     stats_lib.save_stats(stats, output)
     with np.printoptions(precision=4, suppress=True):
         print(f"{stats.num_images} images\nmean_rgb {stats.mean_rgb}\neigval {stats.eigval}\n"

@@ -10,9 +10,9 @@ not stop the run (unless --strict). Killing the run and starting it again resume
 gives the same bytes as one uninterrupted run. See alexnet_tf/data/imagenet/convert.py.
 """
 
-import os
+from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Before TensorFlow is imported.
+import os  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402

@@ -16,7 +16,6 @@ usual convention, which gives about 4.3 GFLOP per 224x224 image for the paper's 
 import contextlib
 import dataclasses
 import json
-import os
 import platform
 import resource
 import statistics
@@ -31,10 +30,9 @@ import tensorflow as tf
 
 from alexnet_tf.nn import lrn
 from alexnet_tf.nn import models
+from alexnet_tf.nn import precision
 from alexnet_tf.training.optimizer import PaperSGD
 
-PRECISIONS = {"fp32": "float32", "mixed_bfloat16": "mixed_bfloat16",
-              "mixed_float16": "mixed_float16"}
 MODES = ("train", "inference")
 # Square matmul size for the machine's rate: 2048^3 * 2 = 17 GFLOP, large enough to
 # reach the GEMM kernel's steady rate, small enough for ~0.1 s per product on 2 cores.
@@ -95,27 +93,6 @@ class Result:
         key = "bf16" if self.spec.precision == "mixed_bfloat16" else "fp32"
         rate = self.matmul_gflops.get(key, 0.0)
         return self.achieved_gflops / rate if rate else float("nan")
-
-
-@contextlib.contextmanager
-def dtype_policy(precision: str):
-    """Sets Keras' global dtype policy while building a model; restores it afterwards.
-
-    Args:
-      precision: a key of `PRECISIONS`.
-
-    Raises:
-      ValueError: unknown precision.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, received "
-                         f"{precision!r}")
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(PRECISIONS[precision])
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous)
 
 
 def forward_flops_per_image(model: keras.Model) -> float:
@@ -231,7 +208,7 @@ def make_model_runner(spec: ModelSpec, mode: str, batch_size: int, steps_per_run
         raise ValueError(f"batch_size and steps_per_run must be >= 1, received {batch_size}, "
                          f"{steps_per_run}")
     with tf.device(device) if device else contextlib.nullcontext():
-        with dtype_policy(spec.precision):
+        with precision.dtype_policy(spec.precision):
             model = spec.build()
         images, labels = _synthetic_batch(batch_size, spec.input_size, spec.num_classes)
         if mode == "train":
@@ -387,7 +364,7 @@ def loss_curve(spec: ModelSpec, num_steps: int, batch_size: int, num_batches: in
     same seed unless `seed` is not 0. Comparing fp32 with bf16 against fp32 with another
     dropout seed shows whether bf16's difference is within the run-to-run noise.
     """
-    with dtype_policy(spec.precision):
+    with precision.dtype_policy(spec.precision):
         keras.utils.set_random_seed(0)
         model = spec.build()
         if seed:  # another dropout seed, the same initial weights

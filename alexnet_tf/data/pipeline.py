@@ -214,14 +214,14 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
         other image is a bad record.
     """
     if data_service:
-        from alexnet_tf.distributed import cluster  # Local import: only service runs need it.
-        data_service = cluster.parse_service_address(data_service)  # Fail before building.
+        from alexnet_tf.distributed import service  # Local import: only service runs need it.
+        data_service = service.parse_service_address(data_service)  # Fail before building.
         if bad_record_counter is not None:
             raise ValueError("bad_record_counter cannot be used with data_service: the "
                              "pipeline runs on the service's workers, not in this process")
         # The service splits the files among its workers at run time, so every trainer
         # must define the SAME dataset (one shared job): no per-pipeline file sharding.
-        input_context = cluster.service_input_context(input_context)
+        input_context = service.service_input_context(input_context)
     if global_batch_size <= 0:
         raise ValueError(f"global_batch_size must be positive, got {global_batch_size}")
     if mean_mode not in preprocessing.MEAN_MODES:
@@ -259,8 +259,7 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
         options.threading.private_threadpool_size = private_threadpool_size
     dataset = dataset.with_options(options)
     if data_service:
-        from alexnet_tf.distributed import cluster  # Local import: only service runs need it.
-        dataset = cluster.distribute_over_service(dataset, data_service, data_service_job)
+        dataset = service.distribute_over_service(dataset, data_service, data_service_job)
     return dataset.prefetch(AUTOTUNE)
 
 
@@ -296,7 +295,7 @@ def build_dataset(data_dir: str, split: str, *, global_batch_size: int, training
         private_threadpool_size, bad_record_counter (an int64 tf.Variable receiving
         the running count of skipped records), data_service (`grpc://host:port` of a
         tf.data service dispatcher: decode and augmentation run on its workers, see
-        `cluster.distribute_over_service`), data_service_job (the shared job name).
+        `service.distribute_over_service`), data_service_job (the shared job name).
 
     Returns:
       A tf.data.Dataset whose iterator can be saved with tf.train.Checkpoint.
@@ -316,15 +315,28 @@ def build_dataset(data_dir: str, split: str, *, global_batch_size: int, training
                             **kwargs)
 
 
-def converted_size(data_dir: str) -> Optional[int]:
-    """The square size tools/convert_imagenet.py wrote `data_dir`'s JPEGs at, from its
-    manifest; None when unknown (no manifest, or the originals were kept: resize 0)."""
+def read_manifest(data_dir: str) -> Optional[dict]:
+    """The converter's manifest.json of `data_dir`, or None when there is none."""
     path = os.path.join(data_dir, schema.MANIFEST_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        size = json.load(f).get("options", {}).get("resize")
-    return size or None
+        return json.load(f)
+
+
+def num_records(data_dir: str, split: str) -> Optional[int]:
+    """How many images the converter wrote for `split`; None when there is no manifest."""
+    manifest = read_manifest(data_dir)
+    if manifest is None or split not in manifest.get("splits", {}):
+        return None
+    return int(manifest["splits"][split]["num_images"])
+
+
+def converted_size(data_dir: str) -> Optional[int]:
+    """The square size tools/convert_imagenet.py wrote `data_dir`'s JPEGs at, from its
+    manifest; None when unknown (no manifest, or the originals were kept: resize 0)."""
+    manifest = read_manifest(data_dir) or {}
+    return manifest.get("options", {}).get("resize") or None
 
 
 def synthetic_dataset(*, global_batch_size: int, crop_size: int = 224, num_classes: int = 1000,

@@ -29,6 +29,7 @@ drawn alone or with its neighbours (`train_draws`).
 Output images are float32 on the 0..255 pixel scale minus the mean, the model's input.
 """
 
+import dataclasses
 from typing import Optional
 
 from absl import logging
@@ -45,6 +46,22 @@ IMAGE_KEY = "image"  # uint8 (batch, S, S, 3)
 OFFSET_KEY = "offset"  # int32 (batch, 2): crop (y, x) in the canonical frame
 FLIP_KEY = "flip"  # bool (batch,)
 ALPHA_KEY = "alpha"  # float32 (batch, 3): PCA coefficients
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """How a trained model's images are preprocessed at test time: as in its training.
+
+    Attributes:
+      stats: the colour statistics (mean image or per-channel mean) it was trained with.
+      mean_mode: "image" or "rgb".
+      crop_size: the model's input side S.
+      resize_size: the shorter side images are resized to before the crop.
+    """
+    stats: stats_lib.ImageStats
+    mean_mode: str
+    crop_size: int
+    resize_size: int
 
 
 def _check_sizes(crop_size: int, resize_size: int) -> None:

@@ -33,7 +33,6 @@ SPLITS = (TRAIN, VALIDATION)
 # Files the converter writes next to the shards.
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.json"  # [{"index": 0, "synset": "n01440764", "name": "tench"}, ...]
-STATS_FILE = "stats.npz"  # written by tools/compute_stats.py, read by alexnet_tf.data.stats
 
 _SHARD_RE = re.compile(r"^(?P<split>[a-z]+)-(?P<index>\d{5})-of-(?P<total>\d{5})$")
 

@@ -1,7 +1,7 @@
 """Dataset colour statistics: the mean image, per-channel mean and RGB PCA.
 
 One format, written by `tools/compute_stats.py` and read by the input pipeline:
-an `.npz` file (`schema.STATS_FILE` in a data directory) with
+an `.npz` file (STATS_FILE in a data directory) with
 
   mean_rgb    float32 [3]        per-channel mean, pixel scale 0..255
   eigval      float32 [3]        the l_i of the paper's PCA lighting, descending (see below)
@@ -29,6 +29,9 @@ from typing import Optional
 
 import numpy as np
 
+from alexnet_tf import atomic
+
+STATS_FILE = "stats.npz"  # In a data directory, next to the shards.
 DEFAULT_STATS_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                   "imagenet_stats.json")
 
@@ -63,9 +66,8 @@ def save_stats(stats: ImageStats, path: str) -> None:
                   source=np.array(stats.source))
     if stats.mean_image is not None:
         arrays["mean_image"] = np.asarray(stats.mean_image, np.float32)
-    tmp_path = path + ".tmp.npz"
-    np.savez(tmp_path, **arrays)
-    os.replace(tmp_path, path)
+    with atomic.replacing(path, suffix=".npz") as tmp_path:
+        np.savez(tmp_path, **arrays)
 
 
 def _load_published(path: str) -> ImageStats:
@@ -78,6 +80,16 @@ def _load_published(path: str) -> ImageStats:
         eigval=np.asarray(published["eigval"], np.float32) * to_255,
         eigvec=np.asarray(published["eigvec"], np.float32),
         source=published.get("source", path))
+
+
+def resolve_path(stats_path: Optional[str], data_dir: Optional[str]) -> Optional[str]:
+    """Which statistics a run uses: `stats_path`, else data_dir/stats.npz if it exists,
+    else None (the shipped ImageNet values)."""
+    if stats_path:
+        return stats_path
+    if data_dir and os.path.exists(os.path.join(data_dir, STATS_FILE)):
+        return os.path.join(data_dir, STATS_FILE)
+    return None
 
 
 def load_stats(path: Optional[str] = None) -> ImageStats:
@@ -94,7 +106,7 @@ def load_stats(path: Optional[str] = None) -> ImageStats:
     if path is None:
         return _load_published(DEFAULT_STATS_JSON)
     if os.path.isdir(path):
-        path = os.path.join(path, "stats.npz")
+        path = os.path.join(path, STATS_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no statistics file at {path!r} (expected a .npz written by "
                                 "tools/compute_stats.py, or a .json like alexnet_tf/data/imagenet_stats.json)")

@@ -20,7 +20,7 @@ killed during a save leaves the index naming the previous, complete checkpoint.
 import os
 import signal
 import threading
-from typing import Optional, Sequence
+from typing import Sequence
 
 from absl import logging
 import tensorflow as tf

@@ -11,26 +11,32 @@ trained (model, batch, optimiser, data...) must match, see `check_compatible`.
 """
 
 import dataclasses
-import json
 import os
 from typing import Optional, Tuple
 
-from alexnet_tf.distributed import cluster
-from alexnet_tf import run_dir as model_dir_lib
-from alexnet_tf.training import optimizer
+from alexnet_tf import atomic
+from alexnet_tf import run_dir
 from alexnet_tf.data import preprocessing
+from alexnet_tf.distributed import cluster
+from alexnet_tf.distributed import service
+from alexnet_tf.distributed import strategy as strategy_lib
+from alexnet_tf.nn import models
+from alexnet_tf.nn import precision
+from alexnet_tf.training import optimizer
+from alexnet_tf.training import schedules
 
-MODELS = ("alexnet", "zfnet")
-VARIANTS = ("paper", "one_tower")
-SCHEDULES = ("plateau", "step")
-STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
-PRECISIONS = ("fp32", "mixed_float16", "mixed_bfloat16")
+MODELS = tuple(models.MODEL_BUILDERS)
+VARIANTS = models.ALEXNET_VARIANTS
+SCHEDULES = schedules.SCHEDULES
+STRATEGIES = strategy_lib.STRATEGY_NAMES
+PRECISIONS = precision.PRECISIONS
 MEAN_MODES = preprocessing.MEAN_MODES
-OPTIMIZERS = ("paper_sgd", "adam")
+OPTIMIZERS = optimizer.OPTIMIZERS
+LR_SCALINGS = schedules.LR_SCALINGS
+COMMUNICATIONS = cluster.COMMUNICATIONS
+# Settings of this module alone.
 DATA_SOURCES = ("records", "tfds")
 AUGMENT_ON = ("host", "device")
-LR_SCALINGS = optimizer.LR_SCALINGS
-COMMUNICATIONS = cluster.COMMUNICATIONS
 
 # Settings a resumed run may change: where things are and how the run is executed,
 # not what is learned. Everything else must equal the saved config.json.
@@ -181,7 +187,7 @@ class TrainConfig:
             raise ValueError("lr_base_batch_size must be >= 1 and warmup_epochs >= 0, got "
                              f"{self.lr_base_batch_size!r}, {self.warmup_epochs!r}")
         if self.data_service:
-            cluster.parse_service_address(self.data_service, "data_service")
+            service.parse_service_address(self.data_service, "data_service")
             if self.synthetic_data:
                 raise ValueError("data_service serves the records of data_dir; it does not "
                                  "apply to --synthetic_data")
@@ -284,19 +290,14 @@ def check_compatible(saved: dict, config: TrainConfig) -> None:
 
 def save(config: TrainConfig, model_dir: str) -> str:
     """Writes model_dir/config.json atomically; returns its path."""
-    os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, model_dir_lib.CONFIG_FILE)
-    tmp_path = path + ".tmp"
-    with open(tmp_path, "w") as f:
-        json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp_path, path)
+    path = os.path.join(model_dir, run_dir.CONFIG_FILE)
+    atomic.write_json(path, config.to_dict(), sort_keys=True)
     return path
 
 
 def load_saved(model_dir: str) -> Optional[dict]:
     """The saved config.json as a dict, or None for a new model_dir."""
     try:
-        return model_dir_lib.read_config(model_dir)
+        return run_dir.read_config(model_dir)
     except FileNotFoundError:
         return None

@@ -6,7 +6,6 @@ after each epoch. Tests and custom data pass their own `Datasets`.
 """
 
 import dataclasses
-import json
 import os
 from typing import Callable, Optional
 
@@ -57,12 +56,13 @@ def _input_context(strategy):
 
 
 def _num_train_examples(data_dir: str) -> int:
-    path = os.path.join(data_dir, schema.MANIFEST_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path!r} not found: --data_dir must be the output of "
+    from alexnet_tf.data import pipeline
+    count = pipeline.num_records(data_dir, schema.TRAIN)
+    if count is None:
+        raise FileNotFoundError(f"no {schema.MANIFEST_FILE} with a {schema.TRAIN!r} split in "
+                                f"{data_dir!r}: --data_dir must be the output of "
                                 "tools/convert_imagenet.py")
-    with open(path) as f:
-        return int(json.load(f)["splits"][schema.TRAIN]["num_images"])
+    return count
 
 
 def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "") -> Datasets:
@@ -97,10 +97,7 @@ def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "")
 def _pipeline_args(config: config_lib.TrainConfig, num_classes: int, context) -> dict:
     """Arguments every data source passes to the input pipeline."""
     from alexnet_tf.data import stats as stats_lib
-    stats_path = config.stats_path or None
-    if (stats_path is None and config.data_dir
-            and os.path.exists(os.path.join(config.data_dir, schema.STATS_FILE))):
-        stats_path = os.path.join(config.data_dir, schema.STATS_FILE)
+    stats_path = stats_lib.resolve_path(config.stats_path, config.data_dir)
     return dict(global_batch_size=config.batch_size, seed=config.seed,
                 stats=stats_lib.load_stats(stats_path), crop_size=config.input_size,
                 resize_size=config.resize_size, mean_mode=config.mean_mode,

@@ -1,23 +1,26 @@
-"""train_and_evaluate(config, model_dir): the custom training loop.
+"""train_and_evaluate(config, model_dir): the training loop, read from top to bottom.
 
-One loop serves one device, the paper's two towers and MirroredStrategy: each step takes
-one GLOBAL batch from a plain tf.data iterator (whose position is checkpointed), every
-replica takes its slice (`distribute.replica_slice`), computes the softmax cross-entropy
-of its float32 logits averaged over the global batch (`tf.nn.compute_average_loss`), and
-the paper's SGD (`optimizer.PaperSGD`, weight decay inside the momentum) applies the
-all-reduced gradients. Keras' `fit` is not used: it cannot run under
-MultiWorkerMirroredStrategy and its BackupAndRestore replays data after a restore.
+  build     strategy, data, model, optimizer, learning-rate schedule, checkpoint
+  restore   the run's latest checkpoint, or --init_checkpoint's weights for a new run
+  loop      one global batch per step; periodic triggers: summaries every
+            log_every_steps, a checkpoint every checkpoint_every_steps, and at each
+            epoch's end validation, the schedule's update and a checkpoint
 
-Each epoch ends with top-1/top-5 error on the validation set, the learning-rate schedule's
-update and a checkpoint; checkpoints are also saved every `checkpoint_every_steps`
-steps and on SIGTERM. A run restarted on the same model_dir resumes from the latest
-checkpoint and, with the same seed, ends with the same weights as an uninterrupted run.
+One loop serves one device, the paper's two towers and (multi-worker) MirroredStrategy:
+each step takes one batch of this worker's share of the global batch from a plain
+tf.data iterator (whose position is checkpointed), every replica takes its slice, and
+the optimizer applies the all-reduced gradients (`steps.py`). Keras' `fit` is not used:
+it cannot run under MultiWorkerMirroredStrategy, and its BackupAndRestore replays data
+after a restore.
+
+A run restarted on the same model_dir resumes from the latest checkpoint and, with the
+same seed, ends with the same weights as an uninterrupted run. A SIGTERM (preemption)
+seen by any worker stops every worker at the same step, after a checkpoint.
 """
 
 import dataclasses
 import json
 import os
-import shutil
 from typing import Optional
 
 from absl import logging
@@ -25,44 +28,76 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf.training import checkpoints as checkpointing
+from alexnet_tf import atomic
+from alexnet_tf import run_dir
 from alexnet_tf.distributed import cluster
+from alexnet_tf.distributed import strategy as strategy_lib
+from alexnet_tf.nn import precision
+from alexnet_tf.training import checkpoints
 from alexnet_tf.training import config as config_lib
-from alexnet_tf.distributed import strategy as distribute
-from alexnet_tf.training import summaries as metrics
-from alexnet_tf import run_dir as model_dir_lib
 from alexnet_tf.training import optimizer as optimizer_lib
-from alexnet_tf.data import schema
-from alexnet_tf.training.steps import evaluate, make_eval_step, make_train_step
-from alexnet_tf.training.datasets import Datasets, make_datasets  # noqa: F401 (re-exported)
-
-HISTORY_FILE = "train_history.json"
+from alexnet_tf.training import schedules
+from alexnet_tf.training import steps
+from alexnet_tf.training import summaries
+from alexnet_tf.training.datasets import Datasets, make_datasets
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf."""
 
 
-def _build_model(config: config_lib.TrainConfig):
-    from alexnet_tf.nn import models  # Local import: the network is only needed here.
-    spec = dict(config.model_spec())
-    if config.tower_devices:
-        spec["tower_devices"] = tuple(config.tower_devices)
-    return models.build_model(**spec)
+def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
+                       datasets: Optional[Datasets] = None) -> dict:
+    """Trains `config`'s network, validating each epoch; resumes from model_dir if it can.
+
+    Args:
+      config: the run configuration.
+      model_dir: where config.json, labels.json, checkpoints/ and logs/ go (run_dir.py).
+      datasets: the data to use instead of `config`'s (tests, custom data).
+
+    Returns:
+      dict: the last validation results (top1_error, top5_error, loss, num_examples),
+      step, epoch, preempted (True when stopped by SIGTERM) and history (per epoch).
+
+    Raises:
+      NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
+      ValueError: bad settings, or settings incompatible with the run in model_dir.
+    """
+    strategy = strategy_lib.create_strategy(config.strategy, config.devices,
+                                            config.communication)
+    strategy_lib.check_tower_devices(strategy, config.tower_devices)
+    task = cluster.task_of_strategy(strategy)
+    if datasets is None:
+        # tf.data's seeded shuffles also depend on TF's global seed: fix it first, so the
+        # data order is a function of --seed alone, whatever ran earlier in this process.
+        keras.utils.set_random_seed(config.seed)
+        datasets = make_datasets(config, strategy, model_dir)
+    config = _prepare_model_dir(config, model_dir, datasets, task.is_chief)
+    with precision.dtype_policy(config.precision), \
+            checkpoints.TerminationFlag() as termination:
+        state = _build(config, model_dir, strategy, datasets, task)
+        try:
+            _restore(state, config, strategy)
+            return _loop(state, config, model_dir, strategy, datasets, task, termination)
+        finally:
+            cluster.discard_write_dir(state.write_dir, state.checkpoint_dir)
 
 
-def _make_optimizer(config: config_lib.TrainConfig):
-    if config.optimizer == "adam":
-        # Not the paper: see flags/demo.cfg for why the CPU demo uses it.
-        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
-    else:
-        optimizer = optimizer_lib.PaperSGD(learning_rate=config.learning_rate,
-                                           momentum=config.momentum,
-                                           weight_decay=config.weight_decay)
-    if config.precision == "mixed_float16":
-        # Dynamic loss scaling keeps small float16 gradients from flushing to zero.
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
+@dataclasses.dataclass
+class _State:
+    """What a checkpoint holds (checkpoints.make_checkpoint) and what saves it."""
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    step: tf.Variable  # global step, int64
+    epoch: tf.Variable  # completed epochs, int64
+    schedule: object  # schedules.PlateauSchedule or StepSchedule
+    iterator: object  # the training tf.data iterator
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    checkpoint_dir: str  # model_dir/checkpoints
+    write_dir: str  # where this worker writes them (a temporary one off the chief)
+    iterator_checkpoint: Optional[cluster.WorkerIteratorCheckpoint]
+    last_saved_step: Optional[int] = None
 
 
 def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool):
@@ -77,276 +112,235 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool):
         config_lib.check_compatible(saved, config)
     if chief:
         config_lib.save(config, model_dir)
+        labels = datasets.labels
         if datasets.labels_file and os.path.exists(datasets.labels_file):
-            target = os.path.join(model_dir, schema.LABELS_FILE)
-            shutil.copyfile(datasets.labels_file, target + ".tmp")
-            os.replace(target + ".tmp", target)
-        elif datasets.labels:
-            target = os.path.join(model_dir, schema.LABELS_FILE)
-            with open(target + ".tmp", "w") as f:
-                json.dump(datasets.labels, f, indent=1)
-            os.replace(target + ".tmp", target)
+            with open(datasets.labels_file) as f:
+                labels = json.load(f)
+        if labels:
+            run_dir.write_labels(model_dir, labels)
     return config
 
 
-class _PrecisionPolicy:
-    """Sets Keras' global dtype policy for the run and restores the previous one."""
+def _build(config, model_dir: str, strategy, datasets: Datasets, task) -> _State:
+    """Creates the model, optimizer, counters, schedule, iterator and checkpoint."""
+    keras.utils.set_random_seed(config.seed)  # Initialisation and dropout seeds.
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(f"batch_size={config.batch_size} must divide by the "
+                         f"{strategy.num_replicas_in_sync} replicas")
+    with strategy.scope():
+        model = run_dir.build_model(config.model_spec(), config.tower_devices)
+        optimizer = optimizer_lib.make_optimizer(
+                config.optimizer, learning_rate=config.learning_rate,
+                momentum=config.momentum, weight_decay=config.weight_decay,
+                loss_scaling=config.precision == "mixed_float16")
+    # Plain (not mirrored) counters: read on the host every step.
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    schedule = schedules.make_schedule(
+            config.lr_schedule, initial_learning_rate=schedules.scaled_learning_rate(
+                    config.learning_rate, config.batch_size, config.lr_base_batch_size,
+                    config.lr_scaling),
+            factor=config.lr_factor, patience=config.lr_patience,
+            max_reductions=config.lr_max_reductions, min_delta=config.lr_min_delta,
+            boundaries=config.lr_boundaries)
+    iterator = iter(datasets.train)
+    # Several workers: each saves its own input position (WorkerIteratorCheckpoint);
+    # an iterator over the tf.data service cannot be saved at all.
+    own_iterators = task.is_multi_worker and not config.data_service
+    shared_iterator = None if own_iterators or config.data_service else iterator
+    checkpoint = checkpoints.make_checkpoint(model=model, optimizer=optimizer, step=step,
+                                             epoch=epoch, lr_schedule=schedule,
+                                             iterator=shared_iterator)
+    # Every worker joins each save (a collective); only the chief's copy is kept.
+    checkpoint_dir = run_dir.checkpoint_dir(model_dir)
+    write_dir = cluster.write_dir(checkpoint_dir, task)
+    manager = checkpoints.make_manager(checkpoint, write_dir,
+                                       config.keep_checkpoints if task.is_chief else 1)
+    iterator_checkpoint = (cluster.WorkerIteratorCheckpoint(
+            iterator, checkpoint_dir, task, config.keep_checkpoints + 1)
+            if own_iterators else None)
+    return _State(model, optimizer, step, epoch, schedule, iterator, checkpoint, manager,
+                  checkpoint_dir, write_dir, iterator_checkpoint)
 
-    _POLICIES = {"fp32": "float32", "mixed_float16": "mixed_float16",
-                 "mixed_bfloat16": "mixed_bfloat16"}
 
-    def __init__(self, precision: str):
-        self._policy = self._POLICIES[precision]
-        self._previous = None
+def _restore(state: _State, config, strategy) -> None:
+    """Restores the latest checkpoint; a new run may start from --init_checkpoint."""
+    # Every worker restores the chief's checkpoint (model_dir must be shared).
+    latest = tf.train.latest_checkpoint(state.checkpoint_dir)
+    if latest is None and config.init_checkpoint:
+        checkpoints.initialize_from(state.model, config.init_checkpoint, run_dir.build_model)
+    checkpoints.freeze_all_but(state.model, config.trainable_layers)
+    with strategy.scope():
+        state.optimizer.build(state.model.trainable_variables)
+    if latest is None:
+        return
+    checkpoints.restore(state.checkpoint, latest)
+    logging.info("Resumed from %s", latest)
+    state.last_saved_step = int(state.step.numpy())
+    if state.iterator_checkpoint is not None:
+        path = state.iterator_checkpoint.restore(state.last_saved_step)
+        logging.info("Restored this worker's input position from %s", path)
 
-    def __enter__(self):
-        self._previous = keras.mixed_precision.dtype_policy()
-        keras.mixed_precision.set_dtype_policy(self._policy)
 
-    def __exit__(self, *exc):
-        keras.mixed_precision.set_dtype_policy(self._previous)
-        return False
-
-
-class _Run:
-    """The state of one training run: strategy, model, optimizer, data, checkpoints."""
-
-    def __init__(self, config, model_dir: str, strategy, datasets: Datasets, chief: bool):
-        self.config, self.model_dir, self.strategy = config, model_dir, strategy
-        self.datasets, self.chief = datasets, chief
-        keras.utils.set_random_seed(config.seed)  # Initialisation and dropout seeds.
-        num_workers = distribute.num_workers(strategy)
-        self.num_local_replicas = strategy.num_replicas_in_sync // num_workers
-        if config.batch_size % strategy.num_replicas_in_sync:
-            raise ValueError(f"batch_size={config.batch_size} must divide by the "
-                             f"{strategy.num_replicas_in_sync} replicas")
-        with strategy.scope():
-            self.model = _build_model(config)
-            self.optimizer = _make_optimizer(config)
-        # Plain (not mirrored) counters: read on the host every step.
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.schedule = optimizer_lib.make_schedule(
-                config.lr_schedule, initial_learning_rate=optimizer_lib.scaled_learning_rate(
-                        config.learning_rate, config.batch_size, config.lr_base_batch_size,
-                        config.lr_scaling),
-                factor=config.lr_factor, patience=config.lr_patience,
-                max_reductions=config.lr_max_reductions, min_delta=config.lr_min_delta,
-                boundaries=config.lr_boundaries)
-        self.iterator = iter(datasets.train)
-        self.task = cluster.task_of_strategy(strategy)
-        # Several workers: each saves its own input position (WorkerIteratorCheckpoint);
-        # an iterator over the tf.data service cannot be saved at all.
-        own_iterators = self.task.is_multi_worker and not config.data_service
-        shared_iterator = None if own_iterators or config.data_service else self.iterator
-        self.checkpoint = checkpointing.make_checkpoint(
-                model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
-                lr_schedule=self.schedule, iterator=shared_iterator)
-        # Every worker joins each save (a collective); only the chief's copy is kept.
-        self.checkpoint_dir = model_dir_lib.checkpoint_dir(model_dir)
-        self.write_dir = cluster.write_dir(self.checkpoint_dir, self.task)
-        self.manager = checkpointing.make_manager(
-                self.checkpoint, self.write_dir, config.keep_checkpoints if chief else 1)
-        self.iterator_checkpoint = (cluster.WorkerIteratorCheckpoint(
-                self.iterator, self.checkpoint_dir, self.task, config.keep_checkpoints + 1)
-                if own_iterators else None)
-        self.last_saved_step = None
-        self._restore_or_initialize()
-        self.train_step = make_train_step(self.model, self.optimizer, strategy, config,
-                                           self.num_local_replicas, datasets.train_augment)
-        self.eval_step = make_eval_step(self.model, strategy, self.num_local_replicas)
-        self.writers = metrics.summary_writers(model_dir, chief)
-        self.history = self._load_history()
-
-    def _restore_or_initialize(self):
-        config = self.config
-        fresh = tf.train.latest_checkpoint(self.checkpoint_dir) is None
-        if fresh and config.init_checkpoint:
-            checkpointing.initialize_from(self.model, config.init_checkpoint,
-                                          model_dir_lib.build_model)
-        checkpointing.freeze_all_but(self.model, config.trainable_layers)
-        with self.strategy.scope():
-            self.optimizer.build(self.model.trainable_variables)
-        # Every worker restores the chief's checkpoint (model_dir must be shared).
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
-        if latest is not None:
-            checkpointing.restore(self.checkpoint, latest)
-            logging.info("Resumed from %s", latest)
-            self.last_saved_step = int(self.step.numpy())
-            if self.iterator_checkpoint is not None:
-                path = self.iterator_checkpoint.restore(self.last_saved_step)
-                logging.info("Restored this worker's input position from %s", path)
-
-    def _load_history(self) -> list:
-        path = os.path.join(self.model_dir, HISTORY_FILE)
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            history = json.load(f)
-        # Drop epochs after the restored checkpoint (run killed after writing them).
-        return [entry for entry in history if entry["epoch"] <= int(self.epoch.numpy())]
-
-    def save(self, step: int) -> str:
-        if self.iterator_checkpoint is not None:
-            self.iterator_checkpoint.save(step)
-            # Barrier: every worker's input position is on disk before the chief's
-            # checkpoint names this step as the latest.
-            cluster.any_worker(self.strategy, True)
-        path = self.manager.save(checkpoint_number=step)
-        self.last_saved_step = step
-        logging.info("Saved checkpoint %s", path)
-        return path
-
-    def _write_history(self):
-        if not self.chief:
-            return
-        path = os.path.join(self.model_dir, HISTORY_FILE)
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.history, f, indent=2)
-        os.replace(path + ".tmp", path)
-
-    def _check_finite(self, loss: float, step: int):
-        if not np.isfinite(loss):
-            raise NonFiniteLossError(
-                    f"training loss is {loss} at step {step}: stopping without saving this "
-                    f"state; the last good checkpoint is {self.manager.latest_checkpoint}. "
-                    "Lower --learning_rate, or check the data and --precision.")
-
-    def _end_of_epoch(self, epoch: int, step: int) -> dict:
-        """Validates, updates the schedule, logs and saves after a complete epoch."""
-        results = self.validate(step)
-        reduced = self.schedule.update(results["top1_error"])
-        self.epoch.assign(epoch + 1)
-        results.update(epoch=epoch + 1, step=step,
-                       learning_rate=float(self.optimizer.learning_rate.numpy()),
-                       reduced_learning_rate=bool(reduced))
-        self.history.append(results)
-        logging.info("epoch %d step %d: top-1 error %.4f, top-5 error %.4f, loss %.4f%s",
-                     epoch + 1, step, results["top1_error"], results["top5_error"],
-                     results["loss"], " (learning rate reduced)" if reduced else "")
-        self.save(step)
-        self._write_history()
-        return results
-
-    def validate(self, step: int) -> dict:
-        results = evaluate(self.eval_step, self.datasets.validation(), self.config.eval_steps,
-                           strategy=self.strategy)
-        metrics.write_epoch_summaries(self.writers, step, results, self.model,
-                                      self.config.summary_images)
-        return results
-
-    def _train_epoch(self, epoch: int, step: int, end_step: int, progress, termination) -> int:
-        """Runs steps up to `end_step` (or a SIGTERM); returns the new global step."""
-        config = self.config
-        while step < end_step:
-            if step <= self.warmup_steps:
-                self.optimizer.learning_rate.assign(
-                        self.schedule.learning_rate(epoch) * optimizer_lib.warmup_multiplier(
-                                step, self.warmup_steps, self.warmup_start))
-            loss = float(self.train_step(self.iterator))
-            step += 1
-            self._check_finite(loss, step)
-            self.step.assign(step)
-            learning_rate = float(self.optimizer.learning_rate.numpy())
-            images_per_second = progress.update(step, loss, learning_rate)
-            if step % config.log_every_steps == 0:
-                with self.writers["train"].as_default(step=step):
-                    tf.summary.scalar("loss", loss)
-                    tf.summary.scalar("learning_rate", learning_rate)
-                    tf.summary.scalar("images_per_second", images_per_second)
-            if self._agreed_stop(termination):
-                return step
-            if step % config.checkpoint_every_steps == 0 and step < end_step:
-                self.save(step)
-        return step
-
-    def _agreed_stop(self, termination) -> bool:
-        """Whether to stop now: a SIGTERM seen by any worker stops all at the same step.
-
-        Every worker calls this at the same points (after each step, after each epoch),
-        so the collective lines up. The handler's flag is only read here, never
-        overwritten: a signal arriving during the all-reduce is seen at the next call.
-        """
-        if self.task.is_multi_worker:
-            return cluster.any_worker(self.strategy, termination.requested)
-        return termination.requested
-
-    def _set_warmup(self, steps_per_epoch: int) -> None:
-        """Gradual warm-up (Goyal et al.): from the base rate up to the scaled one."""
-        config = self.config
-        self.warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
-        peak = self.schedule.learning_rate(0)
-        self.warmup_start = config.learning_rate / peak if peak > config.learning_rate else 0.0
-
-    def train(self, termination) -> dict:
-        """The loop over epochs; returns the last validation results and the history."""
-        config = self.config
-        steps_per_epoch = config.steps_per_epoch or max(
-                1, self.datasets.num_train_examples // config.batch_size)
-        total_steps = config.num_epochs * steps_per_epoch
-        if config.max_steps:
-            total_steps = min(total_steps, config.max_steps)
-        self._set_warmup(steps_per_epoch)
-        step = int(self.step.numpy())
-        progress = metrics.Progress(self.chief and config.progress_bar, config.batch_size)
-        results = self.history[-1] if self.history else {}
-        try:
-            while step < total_steps:
-                epoch = step // steps_per_epoch
-                self.optimizer.learning_rate.assign(self.schedule.learning_rate(epoch))
-                epoch_end = (epoch + 1) * steps_per_epoch
+def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, task,
+          termination) -> dict:
+    """The step loop; returns the last validation results (see train_and_evaluate)."""
+    num_local_replicas = strategy.num_replicas_in_sync // task.num_workers
+    train_step = steps.make_train_step(state.model, state.optimizer, strategy, config,
+                                       num_local_replicas, datasets.train_augment)
+    eval_step = steps.make_eval_step(state.model, strategy, num_local_replicas)
+    writers = summaries.summary_writers(model_dir, task.is_chief)
+    steps_per_epoch = config.steps_per_epoch or max(
+            1, datasets.num_train_examples // config.batch_size)
+    total_steps = config.num_epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    learning_rate = _LearningRate(config, state.schedule, steps_per_epoch)
+    history = _read_history(model_dir, int(state.epoch.numpy()))
+    progress = summaries.Progress(task.is_chief and config.progress_bar, config.batch_size)
+    results = history[-1] if history else {}
+    step = int(state.step.numpy())
+    epoch_starts = True
+    try:
+        while step < total_steps:
+            epoch = step // steps_per_epoch
+            if epoch_starts:
                 progress.start_epoch(epoch, config.num_epochs, step - epoch * steps_per_epoch,
                                      steps_per_epoch)
-                step = self._train_epoch(epoch, step, min(epoch_end, total_steps), progress,
-                                         termination)
+                epoch_starts = False
+            learning_rate.set(state.optimizer, epoch, step)
+            loss = float(train_step(state.iterator))
+            step += 1
+            _check_finite(loss, step, state.manager)
+            state.step.assign(step)
+            _log_step(writers, progress, config, step, loss, state.optimizer)
+            stop = _agreed_stop(strategy, task, termination)
+            epoch_ends = step % steps_per_epoch == 0
+            if stop or epoch_ends or step == total_steps:
                 progress.close()
-                if step == epoch_end:  # Also before a SIGTERM exit: resume starts clean.
-                    results = self._end_of_epoch(epoch, step)
+                epoch_starts = True
+                if epoch_ends:
+                    results = _end_of_epoch(state, config, model_dir, strategy, datasets,
+                                            eval_step, writers, history, epoch, step, task)
                 # Agreed again: a SIGTERM that arrived during validation must not stop one
                 # worker while the others go on into the next epoch's all-reduce.
-                if self._agreed_stop(termination):
-                    if self.last_saved_step != step:
-                        self.save(step)
-                    return dict(results, step=step, preempted=True, history=self.history)
-        finally:
-            progress.close()
-        if not results or results.get("step") != step:
-            # Stopped mid-epoch (max_steps): validate and save the final state too.
-            results = dict(self.validate(step), step=step, epoch=int(self.epoch.numpy()))
-            if self.last_saved_step != step:
-                self.save(step)
-        return dict(results, preempted=False, history=self.history)
+                if _agreed_stop(strategy, task, termination):
+                    if state.last_saved_step != step:  # Resume then starts clean.
+                        _save(state, strategy, step)
+                    return dict(results, step=step, preempted=True, history=history)
+            elif step % config.checkpoint_every_steps == 0:
+                _save(state, strategy, step)
+    finally:
+        progress.close()
+    if results.get("step") != step:
+        # Stopped mid-epoch (max_steps): validate and save the final state too.
+        results = dict(_validate(config, strategy, datasets, eval_step, writers, state.model,
+                                 step), step=step, epoch=int(state.epoch.numpy()))
+        if state.last_saved_step != step:
+            _save(state, strategy, step)
+    return dict(results, preempted=False, history=history)
 
 
-def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
-                       datasets: Optional[Datasets] = None) -> dict:
-    """Trains `config`'s network, validating each epoch; resumes from model_dir if it can.
+class _LearningRate:
+    """The rate of each step: the schedule's, ramped up during a gradual warm-up.
 
-    Args:
-      config: the run configuration.
-      model_dir: where config.json, labels.json, checkpoints/ and logs/ go.
-      datasets: the data to use instead of `config`'s (tests, custom data).
-
-    Returns:
-      dict: the last validation results (top1_error, top5_error, loss, num_examples),
-      step, epoch, preempted (True when stopped by SIGTERM) and history (per epoch).
-
-    Raises:
-      NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
-      ValueError: bad settings, or settings incompatible with the run in model_dir.
+    Warm-up (Goyal et al.) rises linearly over warmup_epochs from the base rate to the
+    rate scaled for a large batch (from 0 when there is no scaling).
     """
-    strategy = distribute.create_strategy(config.strategy, config.devices, config.communication)
-    distribute.check_tower_devices(strategy, config.tower_devices)
-    chief = distribute.is_chief(strategy)
-    if datasets is None:
-        # tf.data's seeded shuffles also depend on TF's global seed: fix it first, so the
-        # data order is a function of --seed alone, whatever ran earlier in this process.
-        keras.utils.set_random_seed(config.seed)
-        datasets = make_datasets(config, strategy, model_dir)
-    config = _prepare_model_dir(config, model_dir, datasets, chief)
-    with _PrecisionPolicy(config.precision), checkpointing.TerminationFlag() as termination:
-        run = _Run(config, model_dir, strategy, datasets, chief)
-        try:
-            return run.train(termination)
-        finally:
-            cluster.discard_write_dir(run.write_dir, run.checkpoint_dir)
+
+    def __init__(self, config, schedule, steps_per_epoch: int):
+        self._schedule = schedule
+        self._warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+        peak = schedule.learning_rate(0)
+        self._warmup_start = (config.learning_rate / peak if peak > config.learning_rate
+                              else 0.0)
+        self._current = None
+
+    def set(self, optimizer, epoch: int, step: int) -> None:
+        """Assigns the rate for `step` (0-based, about to run) of `epoch` if it changed."""
+        rate = self._schedule.learning_rate(epoch)
+        if step <= self._warmup_steps:
+            rate *= schedules.warmup_multiplier(step, self._warmup_steps, self._warmup_start)
+        if rate != self._current:
+            optimizer.learning_rate.assign(rate)
+            self._current = rate
+
+
+def _check_finite(loss: float, step: int, manager) -> None:
+    if not np.isfinite(loss):
+        raise NonFiniteLossError(
+                f"training loss is {loss} at step {step}: stopping without saving this state; "
+                f"the last good checkpoint is {manager.latest_checkpoint}. Lower "
+                "--learning_rate, or check the data and --precision.")
+
+
+def _log_step(writers: dict, progress, config, step: int, loss: float, optimizer) -> None:
+    learning_rate = float(optimizer.learning_rate.numpy())
+    images_per_second = progress.update(step, loss, learning_rate)
+    if step % config.log_every_steps == 0:
+        with writers["train"].as_default(step=step):
+            tf.summary.scalar("loss", loss)
+            tf.summary.scalar("learning_rate", learning_rate)
+            tf.summary.scalar("images_per_second", images_per_second)
+
+
+def _agreed_stop(strategy, task, termination) -> bool:
+    """Whether to stop now: a SIGTERM seen by any worker stops all at the same step.
+
+    Every worker calls this at the same points, so the collective lines up. The
+    handler's flag is only read here, never overwritten: a signal arriving during the
+    all-reduce is seen at the next call.
+    """
+    if task.is_multi_worker:
+        return cluster.any_worker(strategy, termination.requested)
+    return termination.requested
+
+
+def _validate(config, strategy, datasets: Datasets, eval_step, writers, model,
+              step: int) -> dict:
+    results = steps.evaluate(eval_step, datasets.validation(), config.eval_steps,
+                             strategy=strategy)
+    summaries.write_epoch_summaries(writers, step, results, model, config.summary_images)
+    return results
+
+
+def _end_of_epoch(state: _State, config, model_dir: str, strategy, datasets: Datasets,
+                  eval_step, writers, history: list, epoch: int, step: int, task) -> dict:
+    """Validates, updates the schedule, logs and saves after a complete epoch."""
+    results = _validate(config, strategy, datasets, eval_step, writers, state.model, step)
+    reduced = state.schedule.update(results["top1_error"])
+    state.epoch.assign(epoch + 1)
+    results.update(epoch=epoch + 1, step=step,
+                   learning_rate=float(state.optimizer.learning_rate.numpy()),
+                   reduced_learning_rate=bool(reduced))
+    history.append(results)
+    logging.info("epoch %d step %d: top-1 error %.4f, top-5 error %.4f, loss %.4f%s",
+                 epoch + 1, step, results["top1_error"], results["top5_error"],
+                 results["loss"], " (learning rate reduced)" if reduced else "")
+    _save(state, strategy, step)
+    if task.is_chief:
+        atomic.write_json(os.path.join(model_dir, run_dir.HISTORY_FILE), history)
+    return results
+
+
+def _save(state: _State, strategy, step: int) -> str:
+    if state.iterator_checkpoint is not None:
+        state.iterator_checkpoint.save(step)
+        # Barrier: every worker's input position is on disk before the chief's
+        # checkpoint names this step as the latest.
+        cluster.any_worker(strategy, True)
+    path = state.manager.save(checkpoint_number=step)
+    state.last_saved_step = step
+    logging.info("Saved checkpoint %s", path)
+    return path
+
+
+def _read_history(model_dir: str, restored_epoch: int) -> list:
+    """The per-epoch results so far, without epochs after the restored checkpoint."""
+    path = os.path.join(model_dir, run_dir.HISTORY_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        history = json.load(f)
+    # A run killed after writing an epoch but before its checkpoint: drop that epoch.
+    return [entry for entry in history if entry["epoch"] <= restored_epoch]

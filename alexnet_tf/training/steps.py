@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from alexnet_tf.distributed import cluster
 from alexnet_tf.distributed import strategy as distribute
-from alexnet_tf.evaluation import classification as evaluation
+from alexnet_tf.evaluation import metrics
 
 
 def make_train_step(model, optimizer, strategy, config, num_local_replicas: int,
@@ -65,7 +65,7 @@ def make_eval_step(model, strategy, num_local_replicas: int):
         per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
                 labels=tf.maximum(labels, 0), logits=logits)
         loss_sum = tf.reduce_sum(tf.where(valid, per_example, 0.0))
-        top1, top5 = evaluation.count_correct(logits, labels, k=5)
+        top1, top5 = metrics.count_correct(logits, labels, k=5)
         return loss_sum, top1, top5, tf.reduce_sum(tf.cast(valid, tf.int32))
 
     @tf.function(reduce_retracing=True)  # The last batch is usually shorter.
@@ -89,7 +89,7 @@ def evaluate(eval_step, dataset: tf.data.Dataset, max_batches: int = 0,
     With a multi-worker `strategy` each worker passes its own shard; the counts are
     summed over workers, and workers run equally many steps (cluster.lockstep_batches).
     """
-    counts = evaluation.Counts()
+    counts = metrics.Counts()
     loss_sum = 0.0
     if max_batches:
         dataset = dataset.take(max_batches)

@@ -1,36 +1,25 @@
-"""What the visualisations read: images (files or TFRecords) and a trained model.
+"""What the visualisations read: images from files or TFRecords, and their class names.
 
 Images come from image files or the converter's TFRecord shards (parsed with
 `schema.parse_example`) and go through `preprocessing.preprocess_for_eval`, the
 evaluation path, for the network; `preprocessing.eval_crops` gives the same crop as uint8
-for display. Nothing here preprocesses on its own.
-
-A model comes from a training run (`--model_dir`, see model_dir.py: every tool works) or
-a SavedModel written by `alexnet_tf.export` (`--saved_model`, with the preprocessing
-settings export stores in assets.extra). A SavedModel's signatures only give
-probabilities, enough for `predictions` and the probability map of `occlusion`.
-Tools that need layer weights or activations (kernels, neighbors, deconv, occlusion's
-feature map) rebuild the Keras model and load the SavedModel's variables into it; that
-needs the model spec, from the training run's config.json (pass `--model_dir` as well).
+for display. Nothing here preprocesses on its own. The model comes from
+`model_source.load`.
 """
 
 import dataclasses
 import glob
 import hashlib
 import os
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf.evaluation import classification as evaluation
-from alexnet_tf import run_dir as model_dir_lib
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data import schema
-from alexnet_tf.data import stats as stats_lib
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
-PREPROCESSED_SIGNATURE = "preprocessed"  # serving.PREPROCESSED_SIGNATURE
 
 
 @dataclasses.dataclass
@@ -135,132 +124,25 @@ def sources_digest(paths: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-@dataclasses.dataclass
-class LoadedModel:
-    """A trained classifier as the visualisations use it.
+def preprocess(settings: preprocessing.EvalSettings, records: Sequence[ImageRecord],
+               ten_crop: bool = False):
+    """Network inputs and display crops of `records`, by the evaluation path.
 
-    Attributes:
-      keras_model: the Keras model with trained weights, or None (SavedModel without spec).
-      preprocessed_fn: the SavedModel's `preprocessed` signature, or None.
-      settings: the run's test-time preprocessing (evaluation.EvalSettings).
-      labels: labels.json entries [{"index", "synset", "name"}], or None.
-      identity: a string naming the exact weights (for cache keys).
-      description: what was loaded, for figure titles.
+    Returns:
+      (inputs float32 (N, S, S, 3), or (N, 10, S, S, 3) with `ten_crop`;
+       display uint8 (N, S, S, 3), the centre crop as the network sees it, unmirrored).
     """
-    keras_model: Optional[object]
-    preprocessed_fn: Optional[Callable]
-    settings: evaluation.EvalSettings
-    labels: Optional[list]
-    identity: str
-    description: str
-
-    @property
-    def crop_size(self) -> int:
-        return self.settings.crop_size
-
-    def require_keras(self, tool: str):
-        """Returns the Keras model, or raises a ValueError saying why `tool` needs one."""
-        if self.keras_model is None:
-            raise ValueError(
-                f"`{tool}` needs the network's layers (weights and activations), which a "
-                "SavedModel's signatures do not expose: pass --model_dir=<the training run> as "
-                "well (its config.json gives the model spec; the SavedModel's variables are "
-                "loaded into it), or use the training run's checkpoint alone")
-        return self.keras_model
-
-    def probabilities(self, images, batch_size: int = 32) -> np.ndarray:
-        """Softmax probabilities (N, C) for mean-subtracted images (N, S, S, 3)."""
-        outputs = []
-        for start in range(0, len(images), batch_size):
-            batch = tf.constant(images[start:start + batch_size], tf.float32)
-            if self.keras_model is not None:
-                outputs.append(tf.nn.softmax(self.keras_model(batch, training=False)).numpy())
-            else:
-                outputs.append(self.preprocessed_fn(images=batch)["probabilities"].numpy())
-        return np.concatenate(outputs)
-
-    def preprocess(self, records: Sequence[ImageRecord], ten_crop: bool = False):
-        """(network inputs float32 (N, S, S, 3) or (N, 10, S, S, 3), display uint8 (N, S, S, 3))."""
-        settings = self.settings
-        inputs, display = [], []
-        for record in records:
-            encoded = tf.constant(record.encoded)
-            inputs.append(preprocessing.preprocess_for_eval(
+    inputs, display = [], []
+    for record in records:
+        encoded = tf.constant(record.encoded)
+        inputs.append(preprocessing.preprocess_for_eval(
                 encoded, stats=settings.stats, crop_size=settings.crop_size,
                 resize_size=settings.resize_size, ten_crop=ten_crop,
                 mean_mode=settings.mean_mode).numpy())
-            display.append(preprocessing.eval_crops(
+        display.append(preprocessing.eval_crops(
                 encoded, crop_size=settings.crop_size,
                 resize_size=settings.resize_size)[preprocessing.IMAGE_KEY][0].numpy())
-        return np.stack(inputs), np.stack(display)
-
-
-def _checkpoint_identity(path: str) -> str:
-    index = path + ".index"
-    info = os.stat(index) if os.path.exists(index) else None
-    return f"{os.path.abspath(path)}|{info.st_size if info else 0}|{info.st_mtime_ns if info else 0}"
-
-
-def load_model_dir(model_dir: str, checkpoint: Optional[str] = None,
-                   stats_path: Optional[str] = None) -> LoadedModel:
-    """Loads a training run's model (latest or given checkpoint) and its eval settings."""
-    model, config, path = evaluation.restore_model(model_dir, checkpoint)
-    settings = evaluation.eval_settings(config, stats_path=stats_path)
-    return LoadedModel(model, None, settings, model_dir_lib.read_labels(model_dir),
-                       _checkpoint_identity(path),
-                       f"{config['model'].get('name', 'model')} {os.path.basename(path)}")
-
-
-def _keras_from_saved_model(saved_model: str, model_dir: str, signature, crop_size: int):
-    """Rebuilds the run's Keras model and loads the SavedModel's variables into it."""
-    config = model_dir_lib.read_config(model_dir)
-    spec = {key: value for key, value in config["model"].items() if key != "tower_devices"}
-    keras_model = model_dir_lib.build_model(spec)
-    # The export's module tracks the Keras model as `model`: its variables are a checkpoint.
-    tf.train.Checkpoint(model=keras_model).restore(
-        os.path.join(saved_model, "variables", "variables")).expect_partial()
-    probe = tf.random.stateless_normal([1, crop_size, crop_size, 3], [1, 2], stddev=50.0)
-    expected = signature(images=probe)["probabilities"].numpy()
-    got = tf.nn.softmax(keras_model(probe, training=False)).numpy()
-    if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-5):
-        raise ValueError(f"the model spec in {model_dir!r}/config.json does not reproduce "
-                         f"{saved_model!r}: pass the --model_dir it was exported from")
-    return keras_model
-
-
-def load_saved_model(saved_model: str, model_dir: Optional[str] = None,
-                     stats_path: Optional[str] = None) -> LoadedModel:
-    """Loads a SavedModel version directory; with `model_dir`, also as a Keras model.
-
-    The preprocessing settings come from the export's assets.extra (written by
-    alexnet_tf.export), else from `model_dir`'s config.json.
-
-    Raises:
-      FileNotFoundError: not a SavedModel directory, or no settings anywhere.
-      ValueError: no `preprocessed` signature, or the rebuilt Keras model does not
-        reproduce the SavedModel's probabilities (a different model spec).
-    """
-    if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
-        raise FileNotFoundError(f"--saved_model={saved_model!r} holds no saved_model.pb (give a "
-                                "version directory written by `python -m alexnet_tf.export`)")
-    loaded = tf.saved_model.load(saved_model)
-    if PREPROCESSED_SIGNATURE not in loaded.signatures:
-        raise ValueError(f"{saved_model!r} has no {PREPROCESSED_SIGNATURE!r} signature")
-    signature = loaded.signatures[PREPROCESSED_SIGNATURE]
-    extra_dir = os.path.join(saved_model, evaluation.SAVED_MODEL_EXTRA_DIR)
-    if os.path.exists(os.path.join(extra_dir, evaluation.SETTINGS_FILE)) or not model_dir:
-        settings = evaluation.load_settings(extra_dir)
-        if stats_path:
-            settings = dataclasses.replace(settings, stats=stats_lib.load_stats(stats_path))
-    else:
-        settings = evaluation.eval_settings(model_dir_lib.read_config(model_dir),
-                                            stats_path=stats_path)
-    keras_model = (_keras_from_saved_model(saved_model, model_dir, signature, settings.crop_size)
-                   if model_dir else None)
-    labels = model_dir_lib.read_labels(model_dir) if model_dir else None
-    return LoadedModel(keras_model, signature, settings, labels,
-                       _checkpoint_identity(os.path.join(saved_model, "variables", "variables")),
-                       f"SavedModel {os.path.basename(os.path.normpath(saved_model))}")
+    return np.stack(inputs), np.stack(display)
 
 
 def class_names(labels: Optional[list], num_classes: int) -> List[str]:

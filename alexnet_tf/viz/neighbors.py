@@ -9,6 +9,7 @@ of the weights' identity (checkpoint path, size, time), the search files' list (
 sizes, times), the feature layer and the preprocessing; any change gives a new file.
 """
 
+import functools
 import hashlib
 import os
 from typing import Callable, Dict, Optional, Sequence
@@ -17,6 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import atomic
+from alexnet_tf import model_source
 from alexnet_tf.viz import inputs as viz_inputs
 
 FEATURE_LAYER = "fc7"
@@ -55,12 +58,11 @@ def cache_key(model_identity: str, sources_digest: str, layer_name: str,
 
 
 def _write_npz(path: str, arrays: Dict[str, np.ndarray]) -> None:
-    tmp_path = f"{path}.tmp-{os.getpid()}.npz"  # np.savez wants the .npz suffix.
-    np.savez(tmp_path, **arrays)
-    os.replace(tmp_path, path)
+    with atomic.replacing(path, suffix=".npz") as tmp_path:
+        np.savez(tmp_path, **arrays)
 
 
-def search_set_features(loaded: viz_inputs.LoadedModel, patterns: Sequence[str], cache_dir: str,
+def search_set_features(loaded: model_source.LoadedModel, patterns: Sequence[str], cache_dir: str,
                         *, layer_name: str = FEATURE_LAYER, limit: Optional[int] = None,
                         batch_size: int = 32):
     """Features of the search set, from the cache when it holds them.
@@ -93,7 +95,9 @@ def search_set_features(loaded: viz_inputs.LoadedModel, patterns: Sequence[str],
     records = viz_inputs.read_images(paths, limit=limit)
     extract = feature_extractor(loaded.require_keras("neighbors"), layer_name)
     arrays = {
-        "features": compute_features(extract, records, loaded.preprocess, batch_size),
+        "features": compute_features(
+                extract, records, functools.partial(viz_inputs.preprocess, loaded.settings),
+                batch_size),
         "sources": np.array([record.source for record in records]),
         "indices": np.array([record.index for record in records], np.int64),
         "names": np.array([record.name for record in records]),

@@ -6,7 +6,6 @@ name and renames when the file is complete.
 """
 
 import math
-import os
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -14,22 +13,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from alexnet_tf import atomic
+
 TRUE_COLOR = "tab:red"
 OTHER_COLOR = "tab:blue"
 
 
 def save_png(figure: Figure, path: str, dpi: int = 100) -> str:
     """Writes `figure` to `path` as PNG atomically; returns `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp_path = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     FigureCanvasAgg(figure)
-    try:
+    with atomic.replacing(path) as tmp_path:
         figure.savefig(tmp_path, format="png", dpi=dpi)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
     return path
 
 

@@ -1,6 +1,6 @@
 """The five visualisation tools: from a loaded model and images to a PNG.
 
-Each `run_*` function takes a `viz_inputs.LoadedModel`, images (`viz_inputs.ImageRecord`)
+Each `run_*` function takes a `model_source.LoadedModel`, images (`viz_inputs.ImageRecord`)
 and plain arguments, writes one PNG with `viz_plots`, and returns a small dict of what it
 computed (for tests and logs). `alexnet_tf.visualize` is the command-line entry point.
 """
@@ -15,6 +15,7 @@ from alexnet_tf.viz import deconvnet
 from alexnet_tf.nn import layers as alexnet_layers
 from alexnet_tf.viz import neighbors as neighbors_lib
 from alexnet_tf.viz import occlusion as occlusion_lib
+from alexnet_tf import model_source
 from alexnet_tf.viz import inputs as viz_inputs
 from alexnet_tf.viz import plots as viz_plots
 
@@ -33,7 +34,7 @@ def conv1_towers(model) -> List[np.ndarray]:
     return [np.asarray(layer.kernel)]
 
 
-def run_kernels(loaded: viz_inputs.LoadedModel, output: str) -> dict:
+def run_kernels(loaded: model_source.LoadedModel, output: str) -> dict:
     """Draws conv1's kernels, tower A above tower B (the paper's figure 3)."""
     towers = conv1_towers(loaded.require_keras("kernels"))
     total = sum(tower.shape[-1] for tower in towers)
@@ -62,13 +63,13 @@ def _true_labels(records, true_labels: Optional[Sequence[str]], names: Sequence[
     return [record.label for record in records]
 
 
-def run_predictions(loaded: viz_inputs.LoadedModel, records, output: str, *,
+def run_predictions(loaded: model_source.LoadedModel, records, output: str, *,
                     true_labels: Optional[Sequence[str]] = None, ten_crop: bool = False) -> dict:
     """Each image with a bar chart of its top-5 classes (the paper's figure 4, left).
 
     With `ten_crop` the softmax is averaged over the paper's 10 crops (section 4.1).
     """
-    inputs, displays = loaded.preprocess(records, ten_crop=ten_crop)
+    inputs, displays = viz_inputs.preprocess(loaded.settings, records, ten_crop=ten_crop)
     if ten_crop:  # (N, 10, S, S, 3) -> mean over the crops of each image.
         flat = loaded.probabilities(inputs.reshape((-1,) + inputs.shape[2:]))
         probabilities = flat.reshape(len(records), 10, -1).mean(axis=1)
@@ -88,14 +89,14 @@ def run_predictions(loaded: viz_inputs.LoadedModel, records, output: str, *,
     return {"probabilities": probabilities, "top": top, "true": truths}
 
 
-def run_neighbors(loaded: viz_inputs.LoadedModel, queries, search_patterns: Sequence[str],
+def run_neighbors(loaded: model_source.LoadedModel, queries, search_patterns: Sequence[str],
                   output: str, *, cache_dir: str, num_neighbors: int = 6,
                   search_limit: Optional[int] = None) -> dict:
     """Each query with its nearest search images in fc7 space (the paper's figure 4, right)."""
     search, cache_path, cached = neighbors_lib.search_set_features(
         loaded, search_patterns, cache_dir, limit=search_limit)
     extract = neighbors_lib.feature_extractor(loaded.require_keras("neighbors"))
-    inputs, query_displays = loaded.preprocess(queries)
+    inputs, query_displays = viz_inputs.preprocess(loaded.settings, queries)
     indices, distances = neighbors_lib.nearest(extract(inputs), search["features"],
                                                min(num_neighbors, len(search["features"])))
     names = viz_inputs.class_names(loaded.labels, int(loaded.keras_model.output_shape[-1]))
@@ -107,7 +108,7 @@ def run_neighbors(loaded: viz_inputs.LoadedModel, queries, search_patterns: Sequ
     for row in indices:
         found = [viz_inputs.read_record(str(search["sources"][i]), int(search["indices"][i]))
                  for i in row]
-        neighbor_images.append(list(loaded.preprocess(found)[1]))
+        neighbor_images.append(list(viz_inputs.preprocess(loaded.settings, found)[1]))
         neighbor_titles.append([names[label] if label >= 0 else os.path.basename(str(name))
                                 for label, name in ((int(search["labels"][i]), search["names"][i])
                                                     for i in row)])
@@ -122,7 +123,7 @@ def run_neighbors(loaded: viz_inputs.LoadedModel, queries, search_patterns: Sequ
             "dead": dead}
 
 
-def run_occlusion(loaded: viz_inputs.LoadedModel, records, output: str, *, layer: str,
+def run_occlusion(loaded: model_source.LoadedModel, records, output: str, *, layer: str,
                   patch_size: int, stride: int, true_labels: Optional[Sequence[str]] = None,
                   batch_size: int = 32) -> dict:
     """Occlusion maps of the correct class's probability and a `layer` feature map (ZF fig. 7).
@@ -130,7 +131,7 @@ def run_occlusion(loaded: viz_inputs.LoadedModel, records, output: str, *, layer
     The class is the true label when known, else the unoccluded image's top-1 class.
     From a SavedModel without a model spec only the probability map is drawn.
     """
-    inputs, displays = loaded.preprocess(records)
+    inputs, displays = viz_inputs.preprocess(loaded.settings, records)
     if loaded.keras_model is not None:
         probe = occlusion_lib.probe_model(loaded.keras_model, layer)
     else:
@@ -152,14 +153,14 @@ def run_occlusion(loaded: viz_inputs.LoadedModel, records, output: str, *, layer
     return {"results": results}
 
 
-def run_deconv(loaded: viz_inputs.LoadedModel, records, output: str, *, layer: str,
+def run_deconv(loaded: model_source.LoadedModel, records, output: str, *, layer: str,
                num_maps: int = 9, num_per_map: int = 2, batch_size: int = 32) -> dict:
     """Deconvnet projections of `layer`'s top feature maps, next to their image patches.
 
     Feature maps are ranked by their strongest activation over all `records`.
     """
     model = loaded.require_keras("deconv")
-    inputs, displays = loaded.preprocess(records)
+    inputs, displays = viz_inputs.preprocess(loaded.settings, records)
     # Rank maps over the whole set batch by batch, then project from the chosen images only.
     activations = np.concatenate([
         deconvnet.forward(model, inputs[start:start + batch_size], layer)[0].numpy()

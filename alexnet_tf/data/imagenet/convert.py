@@ -32,6 +32,7 @@ from typing import List, Optional, Sequence, Tuple
 import PIL
 import tensorflow as tf
 
+from alexnet_tf import atomic
 from alexnet_tf.data.imagenet import recode as image_recode
 from alexnet_tf.data.imagenet import files as imagenet_files
 from alexnet_tf.data.imagenet import manifest as imagenet_manifest
@@ -208,12 +209,7 @@ def _read_complete_info(output_dir: str, task: ShardTask) -> Optional[dict]:
 
 
 def _write_json(path: str, value) -> None:
-    """Writes JSON atomically: a temporary name, then a rename."""
-    tmp_path = path + INCOMPLETE_SUFFIX
-    with open(tmp_path, "w") as f:
-        json.dump(value, f, indent=1, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp_path, path)
+    atomic.write_json(path, value, indent=1)
 
 
 _progress_counter = None  # A multiprocessing.Value in worker processes.
@@ -301,7 +297,7 @@ def _run_tasks(tasks: Sequence[ShardTask], options: ConvertOptions) -> float:
         # threads and locks. A fork server imports this module (and TensorFlow) once, and
         # forks each worker from that clean process: one import instead of one per worker.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
+        context.set_forkserver_preload(["alexnet_tf.startup", __name__])  # startup: quietly
         counter = context.Value("q", 0)
         with context.Pool(min(options.num_workers, len(tasks)), initializer=_init_worker,
                           initargs=(counter,)) as pool:

@@ -200,3 +200,23 @@ def make_demo_data(output_dir: str, *, num_classes: int = 10, num_train_per_clas
         shutil.rmtree(output_dir)  # Empty, or an earlier demo dataset (checked above).
     os.replace(tmp_dir, output_dir)
     return output_dir, True
+
+
+# The converted demo: 8 training and 2 validation shards.
+DEMO_SHARDS = dict(train_shards=8, validation_shards=2)
+
+
+def prepare_records(data_dir: str, images_dir: str, *, resize: int, seed: int = 0,
+                    show_progress: bool = True) -> bool:
+    """Makes the demo images in `images_dir` and converts them into `data_dir`, unless
+    `data_dir` already holds converted records; returns whether it converted."""
+    from alexnet_tf.data import schema
+    from alexnet_tf.data.imagenet import convert  # Local: the converter pulls in TensorFlow.
+    if os.path.exists(os.path.join(data_dir, schema.MANIFEST_FILE)):
+        return False
+    path, _ = make_demo_data(images_dir, seed=seed)
+    convert.convert(convert.ConvertOptions(
+            imagenet_dir=path, output_dir=data_dir, resize=resize,
+            num_workers=os.cpu_count() or 1, seed=seed, show_progress=show_progress,
+            **DEMO_SHARDS))
+    return True
