@@ -34,7 +34,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from alexnet_tf.bench import model as bench_model  # noqa: E402
-from alexnet_tf.bench import pipeline as bench_input  # noqa: E402
+from alexnet_tf.bench import pipeline as bench_pipeline  # noqa: E402
 from alexnet_tf.bench import report as bench_report  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -47,7 +47,7 @@ flags.DEFINE_integer("warmup_batches", 5, "Batches run before timing starts.")
 flags.DEFINE_integer("shuffle_buffer", 4096, "Shuffle buffer of the training pipeline.")
 flags.DEFINE_integer("num_runs", 3, "Runs per measurement; the median is reported.")
 flags.DEFINE_list("cores", ["1", "2"], "Core counts to measure (each run pinned with taskset).")
-flags.DEFINE_list("kinds", list(bench_input.KINDS), f"Which pipelines: {', '.join(bench_input.KINDS)}.")
+flags.DEFINE_list("kinds", list(bench_pipeline.KINDS), f"Which pipelines: {', '.join(bench_pipeline.KINDS)}.")
 flags.DEFINE_bool("pin", True, "Pin each measurement process to its cores with taskset.")
 flags.DEFINE_string("worker", None, "Internal: KIND:CORES, run one measurement and print it.")
 # The model command (bench_model.py).
@@ -80,18 +80,18 @@ flags.DEFINE_string("model_worker", None, "Internal: one model row as JSON.")
 
 def _run_input_worker() -> None:
     kind, num_cores = FLAGS.worker.split(":")
-    value = bench_input.measure(kind, FLAGS.data_dir, num_cores=int(num_cores),
+    value = bench_pipeline.measure(kind, FLAGS.data_dir, num_cores=int(num_cores),
                                 batch_size=FLAGS.batch_size, num_batches=FLAGS.num_batches,
                                 warmup_batches=FLAGS.warmup_batches,
                                 shuffle_buffer=FLAGS.shuffle_buffer)
-    print(bench_input.RESULT_PREFIX + json.dumps(value), flush=True)
+    print(bench_pipeline.RESULT_PREFIX + json.dumps(value), flush=True)
 
 
 def run_input() -> None:
     """The `input` command."""
-    unknown = set(FLAGS.kinds) - set(bench_input.KINDS)
+    unknown = set(FLAGS.kinds) - set(bench_pipeline.KINDS)
     if unknown:
-        raise app.UsageError(f"--kinds must be among {bench_input.KINDS}, got {sorted(unknown)}")
+        raise app.UsageError(f"--kinds must be among {bench_pipeline.KINDS}, got {sorted(unknown)}")
     cores = [int(value) for value in FLAGS.cores]
     if FLAGS.worker:
         _run_input_worker()
@@ -99,17 +99,17 @@ def run_input() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_input_") as scratch:
         data_dir = FLAGS.data_dir
         if data_dir is None:
-            data_dir = bench_input.make_records(os.path.join(scratch, "records"), FLAGS.make_images)
+            data_dir = bench_pipeline.make_records(os.path.join(scratch, "records"), FLAGS.make_images)
             print(f"generated {FLAGS.make_images} 256x256 JPEG records in {data_dir}")
         worker_args = [f"--data_dir={data_dir}", f"--batch_size={FLAGS.batch_size}",
                        f"--num_batches={FLAGS.num_batches}",
                        f"--warmup_batches={FLAGS.warmup_batches}",
                        f"--shuffle_buffer={FLAGS.shuffle_buffer}"]
-        results = bench_input.run_benchmark(FLAGS.kinds, cores, num_runs=FLAGS.num_runs,
+        results = bench_pipeline.run_benchmark(FLAGS.kinds, cores, num_runs=FLAGS.num_runs,
                                             worker_args=worker_args, pin=FLAGS.pin)
     print(f"\nmedians of {FLAGS.num_runs} runs, batch {FLAGS.batch_size}, "
           f"{FLAGS.num_batches} batches per run, os.cpu_count()={os.cpu_count()}:")
-    print(bench_input.format_report(results, FLAGS.kinds, cores))
+    print(bench_pipeline.format_report(results, FLAGS.kinds, cores))
 
 
 def _model_spec(precision: str) -> bench_model.ModelSpec:

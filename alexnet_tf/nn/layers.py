@@ -13,12 +13,16 @@ Neural Networks", NIPS 2012:
 from typing import Optional, Sequence
 
 import keras
-import tensorflow as tf
 from keras import ops
+import tensorflow as tf
 
-from alexnet_tf.nn.layer_args import PACKAGE, check_devices, positive_int
+from alexnet_tf.nn.layer_args import PACKAGE
+from alexnet_tf.nn.layer_args import check_devices
+from alexnet_tf.nn.layer_args import positive_int
+
 # Re-exported so `import alexnet_tf.nn.layers` registers every layer (for keras.models.load_model).
-from alexnet_tf.nn.lrn import LRN_CONVENTIONS, LocalResponseNormalization  # noqa: F401
+from alexnet_tf.nn.lrn import LRN_CONVENTIONS  # noqa: F401
+from alexnet_tf.nn.lrn import LocalResponseNormalization  # noqa: F401
 
 
 def _group_initializer(initializer, group: int):

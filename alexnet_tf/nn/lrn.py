@@ -7,11 +7,13 @@ by the window size first; `convention="caffe"` does that).
 from typing import Optional, Sequence
 
 import keras
+from keras import ops
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
-from alexnet_tf.nn.layer_args import PACKAGE, check_devices, positive_int
+from alexnet_tf.nn.layer_args import PACKAGE
+from alexnet_tf.nn.layer_args import check_devices
+from alexnet_tf.nn.layer_args import positive_int
 
 LRN_CONVENTIONS = ("paper", "caffe")
 

@@ -13,8 +13,11 @@ from typing import Optional, Sequence
 
 import keras
 
-from alexnet_tf.nn.layers import FullyConnected, GroupedConv2D, GroupedMaxPooling2D
-from alexnet_tf.nn.lrn import LRN_CONVENTIONS, LocalResponseNormalization
+from alexnet_tf.nn.layers import FullyConnected
+from alexnet_tf.nn.layers import GroupedConv2D
+from alexnet_tf.nn.layers import GroupedMaxPooling2D
+from alexnet_tf.nn.lrn import LRN_CONVENTIONS
+from alexnet_tf.nn.lrn import LocalResponseNormalization
 
 ALEXNET_VARIANTS = ("paper", "one_tower")
 # The paper's initialisation (section 5): weights N(0, 0.01); biases 1 in conv2, conv4,

@@ -25,7 +25,7 @@ from typing import Sequence
 from absl import logging
 import tensorflow as tf
 
-from alexnet_tf import run_dir as model_dir_lib
+from alexnet_tf import run_dir
 
 
 def make_checkpoint(*, model, optimizer, step, epoch, lr_schedule, iterator) -> tf.train.Checkpoint:
@@ -73,14 +73,14 @@ def resolve_init_checkpoint(path: str) -> tuple:
       FileNotFoundError: no checkpoint or no config.json where expected.
     """
     if os.path.isdir(path):
-        source_dir, prefix = path, model_dir_lib.latest_checkpoint(path)
+        source_dir, prefix = path, run_dir.latest_checkpoint(path)
     else:
         if not tf.io.gfile.exists(path + ".index"):
             raise FileNotFoundError(f"--init_checkpoint={path!r} is neither a model_dir nor "
                                     "a checkpoint prefix (no .index file)")
         # A prefix model_dir/checkpoints/ckpt-N: its run's config is two levels up.
         source_dir, prefix = os.path.dirname(os.path.dirname(os.path.abspath(path))), path
-    return prefix, model_dir_lib.read_config(source_dir)["model"]
+    return prefix, run_dir.read_config(source_dir)["model"]
 
 
 def initialize_from(model, init_checkpoint: str, build_model) -> list:

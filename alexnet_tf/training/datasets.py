@@ -11,9 +11,9 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from alexnet_tf.training import config as config_lib
-from alexnet_tf.distributed import strategy as distribute
 from alexnet_tf.data import schema
+from alexnet_tf.distributed import strategy as strategy_lib
+from alexnet_tf.training import config as config_lib
 
 
 @dataclasses.dataclass
@@ -45,13 +45,13 @@ class Datasets:
 
 def _input_context(strategy):
     """One input pipeline per worker, yielding the worker's share of the global batch."""
-    workers = distribute.num_workers(strategy)
+    workers = strategy_lib.num_workers(strategy)
     if workers == 1:
         return None
     # num_replicas_in_sync=workers: the "per replica" batch is the per-worker batch,
     # which the train step slices further per local replica.
     return tf.distribute.InputContext(num_input_pipelines=workers,
-                                      input_pipeline_id=distribute.worker_rank(strategy),
+                                      input_pipeline_id=strategy_lib.worker_rank(strategy),
                                       num_replicas_in_sync=workers)
 
 
@@ -67,7 +67,9 @@ def _num_train_examples(data_dir: str) -> int:
 
 def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "") -> Datasets:
     """The training and validation data of `config` through the project's input pipeline."""
-    from alexnet_tf.data import pipeline as input_pipeline  # Local import: tests may bring their own data.
+    from alexnet_tf.data import (
+        pipeline as input_pipeline,  # Local import: tests may bring their own data.
+    )
     context = _input_context(strategy)
     if config.synthetic_data:
         num_classes = config.num_classes or 1000

@@ -39,7 +39,8 @@ from alexnet_tf.training import optimizer as optimizer_lib
 from alexnet_tf.training import schedules
 from alexnet_tf.training import steps
 from alexnet_tf.training import summaries
-from alexnet_tf.training.datasets import Datasets, make_datasets
+from alexnet_tf.training.datasets import Datasets
+from alexnet_tf.training.datasets import make_datasets
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -17,8 +17,8 @@ The learning-rate schedules are in `schedules.py`.
 
 
 import keras
-import tensorflow as tf
 from keras import ops
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="alexnet_tf")

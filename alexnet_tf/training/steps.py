@@ -1,7 +1,7 @@
 """The compiled steps of the training loop: one training step, one validation step.
 
 Each step takes one batch of this worker's share of the global batch; every replica
-takes its slice (`distribute.replica_slice`). Training: softmax cross-entropy of the
+takes its slice (`strategy_lib.replica_slice`). Training: softmax cross-entropy of the
 float32 logits averaged over the GLOBAL batch (`tf.nn.compute_average_loss`), gradients
 all-reduced by the optimizer. Validation: summed loss and top-1/top-5 hits, so short
 batches and several workers add up exactly.
@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from alexnet_tf.distributed import cluster
-from alexnet_tf.distributed import strategy as distribute
+from alexnet_tf.distributed import strategy as strategy_lib
 from alexnet_tf.evaluation import metrics
 
 
@@ -39,7 +39,7 @@ def make_train_step(model, optimizer, strategy, config, num_local_replicas: int,
         forward_backward = tf.function(forward_backward, jit_compile=True)
 
     def replica_step(images, labels):
-        images, labels = distribute.replica_slice((images, labels), num_local_replicas)
+        images, labels = strategy_lib.replica_slice((images, labels), num_local_replicas)
         if augment is not None:
             images = augment(images)
         loss, gradients = forward_backward(images, labels)
@@ -59,7 +59,7 @@ def make_eval_step(model, strategy, num_local_replicas: int):
     """A tf.function(images, labels) -> (loss sum, top-1 hits, top-5 hits, count)."""
 
     def replica_step(images, labels):
-        images, labels = distribute.replica_slice((images, labels), num_local_replicas)
+        images, labels = strategy_lib.replica_slice((images, labels), num_local_replicas)
         logits = tf.cast(model(images, training=False), tf.float32)
         valid = labels >= 0  # Padding rows carry label -1.
         per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(

@@ -8,10 +8,10 @@ name and renames when the file is complete.
 import math
 from typing import List, Optional, Sequence
 
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+import numpy as np
 
 from alexnet_tf import atomic
 

@@ -11,12 +11,12 @@ from typing import List, Optional, Sequence
 from absl import logging
 import numpy as np
 
+from alexnet_tf import model_source
+from alexnet_tf.nn import layers
 from alexnet_tf.viz import deconvnet
-from alexnet_tf.nn import layers as alexnet_layers
+from alexnet_tf.viz import inputs as viz_inputs
 from alexnet_tf.viz import neighbors as neighbors_lib
 from alexnet_tf.viz import occlusion as occlusion_lib
-from alexnet_tf import model_source
-from alexnet_tf.viz import inputs as viz_inputs
 from alexnet_tf.viz import plots as viz_plots
 
 TOP_K = 5
@@ -29,7 +29,7 @@ def conv1_towers(model) -> List[np.ndarray]:
     (filters 0..47) first; a plain Conv2D (one-tower AlexNet, ZFNet) gives one array.
     """
     layer = model.get_layer("conv1")
-    if isinstance(layer, alexnet_layers.GroupedConv2D):
+    if isinstance(layer, layers.GroupedConv2D):
         return [np.asarray(conv.kernel) for conv in layer.group_convs]
     return [np.asarray(layer.kernel)]
 

@@ -2,7 +2,7 @@
 
 `convert(options)` finds the files (`imagenet_files.py`), assigns them to shards with a
 seeded shuffle (every shard holds a mix of classes), and writes each shard in a worker
-process: read, `image_recode.recode_image`, `schema.make_example`. Output in
+process: read, `recode.recode_image`, `schema.make_example`. Output in
 `options.output_dir`:
 
   train-00000-of-01024 ...         TFRecords (names and features from alexnet_tf/data/schema.py)
@@ -33,10 +33,10 @@ import PIL
 import tensorflow as tf
 
 from alexnet_tf import atomic
-from alexnet_tf.data.imagenet import recode as image_recode
+from alexnet_tf.data import schema
 from alexnet_tf.data.imagenet import files as imagenet_files
 from alexnet_tf.data.imagenet import manifest as imagenet_manifest
-from alexnet_tf.data import schema
+from alexnet_tf.data.imagenet import recode
 
 SPLIT_DIRS = {schema.TRAIN: "train", schema.VALIDATION: "val"}
 SHARD_INFO_DIR = "shard_info"
@@ -102,7 +102,7 @@ class ConvertResult:
 def _recode_settings(options: ConvertOptions) -> dict:
     # Everything that changes a shard's bytes; a shard made with other values is redone.
     return {"resize": options.resize, "quality": options.quality,
-            "use_draft": options.use_draft, "draft_margin": image_recode.DRAFT_MARGIN,
+            "use_draft": options.use_draft, "draft_margin": recode.DRAFT_MARGIN,
             "pillow": PIL.__version__}
 
 
@@ -238,11 +238,11 @@ def write_shard(task: ShardTask, output_dir: str, resize: int, quality: int,
             try:
                 with open(item.path, "rb") as f:
                     data = f.read()
-                image = image_recode.recode_image(data, resize=resize, quality=quality,
+                image = recode.recode_image(data, resize=resize, quality=quality,
                                                   use_draft=use_draft)
             except OSError as error:
                 rejected.append([item.relpath, f"unreadable: {error.strerror or error}"])
-            except image_recode.BadImageError as error:
+            except recode.BadImageError as error:
                 rejected.append([item.relpath, error.reason])
             else:
                 writer.write(schema.make_example(

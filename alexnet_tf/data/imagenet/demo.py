@@ -26,7 +26,8 @@ import shutil
 from typing import Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+from PIL import ImageDraw
 
 # (name, RGB colour); the shape is drawn by _draw_pattern for the same index.
 CLASSES = (
