@@ -76,6 +76,9 @@ class TrainConfig:
                              "= first thing in the training step, on the accelerator, for "
                              "hosts whose cores cannot keep up (the host then only decodes "
                              "and crops uint8). Same images either way.", choices=AUGMENT_ON)
+    flip: bool = _field(True, "Mirror training images horizontally with probability 1/2, as "
+                        "the paper does; --noflip for data whose mirror image is another "
+                        "class (digits, text).")
     synthetic_data: bool = _field(False, "Train on random tensors (smoke tests, benchmarks).")
     make_demo_data: bool = _field(False, "If data_dir holds no TFRecords, make the demo "
                                   "dataset (tools/make_demo_data.py) under demo_dir and "

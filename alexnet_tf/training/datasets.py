@@ -107,7 +107,8 @@ def _pipeline_args(config: config_lib.TrainConfig, num_classes: int, context) ->
 
 
 def _augment_args(config: config_lib.TrainConfig) -> dict:
-    return dict(augment_on_device=config.augment_on == "device")
+    """The training-only augmentation settings of the pipeline."""
+    return dict(augment_on_device=config.augment_on == "device", flip=config.flip)
 
 
 def _train_augment(config: config_lib.TrainConfig, common: dict) -> Optional[Callable]:
