@@ -87,7 +87,7 @@ def run(tool: str, extra_images=()) -> dict:
             model_flags.MODEL_DIR.value or ".", "viz_cache")
         return viz_tools.run_neighbors(loaded, records, _SEARCH.value, output,
                                        cache_dir=cache_dir, num_neighbors=_NUM_NEIGHBORS.value,
-                                       search_limit=_SEARCH_LIMIT.value)
+                                       search_limit=_SEARCH_LIMIT.value, show_progress=True)
     if tool == "occlusion":
         return viz_tools.run_occlusion(
             loaded, records, output, layer=_LAYER.value,

@@ -28,7 +28,7 @@ class ImageRecord:
 
     Attributes:
       name: a display name (file name, or the record's stored file name).
-      encoded: the encoded (JPEG/PNG...) bytes.
+      encoded: the encoded image's bytes (preprocessing.IMAGE_FORMATS).
       label: the class index when known (TFRecords), else None.
       source: the image file or TFRecord shard path.
       index: the record's position in its shard (0 for an image file).

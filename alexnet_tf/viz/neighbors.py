@@ -14,9 +14,11 @@ import hashlib
 import os
 from typing import Callable, Dict, Optional, Sequence
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
+import tqdm
 
 from alexnet_tf import atomic
 from alexnet_tf import model_source
@@ -41,12 +43,19 @@ def feature_extractor(model: keras.Model, layer_name: str = FEATURE_LAYER) -> Ca
 
 
 def compute_features(extract: Callable, records: Sequence[viz_inputs.ImageRecord],
-                     preprocess: Callable, batch_size: int = 32) -> np.ndarray:
-    """Features (N, D) of `records`, preprocessed by `preprocess(records) -> (inputs, _)`."""
+                     preprocess: Callable, batch_size: int = 32,
+                     show_progress: bool = False) -> np.ndarray:
+    """Features (N, D) of `records`, preprocessed by `preprocess(records) -> (inputs, _)`.
+
+    With `show_progress`, a progress bar on stderr counts the images.
+    """
     chunks = []
-    for start in range(0, len(records), batch_size):
-        inputs, _ = preprocess(records[start:start + batch_size])
-        chunks.append(extract(inputs))
+    with tqdm.tqdm(total=len(records), unit="image", desc="fc7 features of the search set",
+                   disable=not show_progress, leave=False) as progress:
+        for start in range(0, len(records), batch_size):
+            inputs, _ = preprocess(records[start:start + batch_size])
+            chunks.append(extract(inputs))
+            progress.update(len(inputs))
     return np.concatenate(chunks).astype(np.float32)
 
 
@@ -64,7 +73,7 @@ def _write_npz(path: str, arrays: Dict[str, np.ndarray]) -> None:
 
 def search_set_features(loaded: model_source.LoadedModel, patterns: Sequence[str], cache_dir: str,
                         *, layer_name: str = FEATURE_LAYER, limit: Optional[int] = None,
-                        batch_size: int = 32):
+                        batch_size: int = 32, show_progress: bool = False):
     """Features of the search set, from the cache when it holds them.
 
     Args:
@@ -74,6 +83,7 @@ def search_set_features(loaded: model_source.LoadedModel, patterns: Sequence[str
       layer_name: the feature layer.
       limit: use only the first `limit` images.
       batch_size: images per forward pass.
+      show_progress: report reading and the feature pass on stderr (not for a cache hit).
 
     Returns:
       (dict with "features" (N, D) float32, "sources" (N,) str, "indices" (N,) int64,
@@ -92,12 +102,15 @@ def search_set_features(loaded: model_source.LoadedModel, patterns: Sequence[str
     if os.path.exists(path):
         with np.load(path) as data:
             return {name: data[name] for name in data.files}, path, True
-    records = viz_inputs.read_images(paths, limit=limit)
     extract = feature_extractor(loaded.require_keras("neighbors"), layer_name)
+    if show_progress:
+        logging.info("Reading the search set (%d files) for its %s features; they are cached "
+                     "in %s", len(paths), layer_name, path)
+    records = viz_inputs.read_images(paths, limit=limit)
     arrays = {
         "features": compute_features(
                 extract, records, functools.partial(viz_inputs.preprocess, loaded.settings),
-                batch_size),
+                batch_size, show_progress=show_progress),
         "sources": np.array([record.source for record in records]),
         "indices": np.array([record.index for record in records], np.int64),
         "names": np.array([record.name for record in records]),

@@ -6,6 +6,7 @@ name and renames when the file is complete.
 """
 
 import math
+import textwrap
 from typing import List, Optional, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -17,6 +18,18 @@ from alexnet_tf import atomic
 
 TRUE_COLOR = "tab:red"
 OTHER_COLOR = "tab:blue"
+# A map whose values span less than this (relative to its largest magnitude) shows no
+# effect of occlusion: it is drawn flat and says so, not stretched over its float noise.
+NEGLIGIBLE_RANGE = 1e-3
+
+
+def wrap(text: str, width: int, max_lines: int = 2) -> str:
+    """`text` broken into lines of at most `width` characters (an ellipsis past max_lines)."""
+    lines = textwrap.wrap(text, width, break_long_words=True) or [""]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][:max(0, width - 1)] + "\u2026"
+    return "\n".join(lines)
 
 
 def save_png(figure: Figure, path: str, dpi: int = 100) -> str:
@@ -87,34 +100,36 @@ def predictions_figure(images: Sequence[np.ndarray], image_titles: Sequence[str]
                        columns: int = 4) -> Figure:
     """Each image above a bar chart of its top-5 classes (the paper's figure 4, left).
 
-    The true class's bar is red when it is among the five; its name and probability are
-    written under the image either way.
+    The true class's bar is red when it is among the five; under the image, the true
+    class and the probability the network gives it are written either way. Long names
+    are wrapped, not cut.
     """
     count = len(images)
     columns = min(columns, count)
     rows = math.ceil(count / columns)
-    figure = Figure(figsize=(3.2 * columns, 4.6 * rows), layout="constrained")
-    grid = figure.add_gridspec(rows * 2, columns, height_ratios=[3, 1.6] * rows)
+    figure = Figure(figsize=(3.8 * columns, 5.2 * rows), layout="constrained")
+    grid = figure.add_gridspec(rows * 2, columns, height_ratios=[3, 1.9] * rows)
     for index in range(count):
         row, column = divmod(index, columns)
         image_axis = figure.add_subplot(grid[2 * row, column])
         image_axis.imshow(images[index])
         image_axis.set_xticks([])
         image_axis.set_yticks([])
-        image_axis.set_title(image_titles[index][:32], fontsize=8)
+        image_axis.set_title(wrap(image_titles[index], 36), fontsize=8)
         truth = true_labels[index]
         if truth is not None:
             probability = true_probabilities[index]
-            image_axis.set_xlabel(f"true: {truth}" + (f" ({probability:.1%})"
-                                                      if probability is not None else ""),
-                                  fontsize=8, color=TRUE_COLOR)
+            caption = f"true class: {truth}"
+            if probability is not None:
+                caption += f"; its probability {probability:.1%}"
+            image_axis.set_xlabel(wrap(caption, 40), fontsize=8, color=TRUE_COLOR)
         bar_axis = figure.add_subplot(grid[2 * row + 1, column])
         names = list(top_names[index])
         colors = [TRUE_COLOR if truth is not None and name == truth else OTHER_COLOR
                   for name in names]
         positions = np.arange(len(names))[::-1]  # Best on top.
         bar_axis.barh(positions, top_probabilities[index], color=colors)
-        bar_axis.set_yticks(positions, [name[:22] for name in names], fontsize=7)
+        bar_axis.set_yticks(positions, [wrap(name, 20) for name in names], fontsize=7)
         bar_axis.set_xlim(0, 1)
         bar_axis.set_xlabel("probability", fontsize=7)
         bar_axis.tick_params(axis="x", labelsize=7)
@@ -173,20 +188,24 @@ def _occlusion_row(figure: Figure, axes, image: np.ndarray, result, class_name: 
     axes[0].set_title(f"input; class: {class_name}\n(mean-colour square {result.patch_size}px, "
                       f"stride {result.stride}px)", fontsize=9)
     size = image.shape[0]
-    extent = (0, size, size, 0)  # Maps drawn over the image's pixel coordinates.
-    maps = []
+    maps = []  # (values, colour map, fixed (low, high) scale or None, title)
     if result.activation is not None:
-        maps.append((result.activation, "viridis",
+        maps.append((result.activation, "viridis", None,
                      f"{result.layer_name}: total activation of map {result.feature_map}\n"
                      "(the strongest in the unoccluded image)"))
-    maps.append((result.probability, "jet_r",
-                 f"p({class_name[:20]}) with the square centred there\n"
+    # Probabilities on a fixed 0..1 scale: the colours mean the same in every figure.
+    maps.append((result.probability, "jet_r", (0.0, 1.0),
+                 f"p({wrap(class_name, 24, 1)}) with the square centred there\n"
                  f"(unoccluded: {result.baseline_probability:.3f})"))
-    for axis, (values, colormap, label) in zip(axes[1:], maps):
+    for axis, (values, colormap, scale, label) in zip(axes[1:], maps):
+        low, high = scale if scale is not None else _color_range(values)
+        if negligible_range(values):
+            label += ("\nno effect: the map varies by "
+                      f"{float(np.max(values) - np.min(values)):.1e} in all")
         # Each cell covers the square's centre +- stride/2, in image pixels.
         half = result.stride / 2
         centers = result.centers[0]
-        shown = axis.imshow(values, cmap=colormap, interpolation="nearest",
+        shown = axis.imshow(values, cmap=colormap, interpolation="nearest", vmin=low, vmax=high,
                             extent=(centers[0] - half, centers[-1] + half,
                                     centers[-1] + half, centers[0] - half))
         axis.set_xlim(0, size)
@@ -200,18 +219,36 @@ def _occlusion_row(figure: Figure, axes, image: np.ndarray, result, class_name: 
         axis.set_ylabel("y (pixels)", fontsize=8)
 
 
+def negligible_range(values: np.ndarray) -> bool:
+    """Whether a map's values span less than NEGLIGIBLE_RANGE of their largest magnitude."""
+    values = np.asarray(values, np.float64)
+    scale = float(np.max(np.abs(values))) if values.size else 0.0
+    return float(np.max(values) - np.min(values)) <= NEGLIGIBLE_RANGE * max(scale, 1e-12)
+
+
+def _color_range(values: np.ndarray):
+    """The colour scale of a map: its own range, or, for a negligible range, one wide
+    enough around its values that they all show as one flat colour."""
+    low, high = float(np.min(values)), float(np.max(values))
+    if negligible_range(values):
+        middle, half = (low + high) / 2, max(abs(high), abs(low), 1e-12)
+        return middle - half, middle + half
+    return low, high
+
+
 def _crop(image: np.ndarray, box) -> np.ndarray:
     top, left, bottom, right = box
     return image[top:bottom, left:right]
 
 
-def deconv_figure(projections: List, displays: np.ndarray, layer_name: str,
-                  num_per_map: int, title: str) -> Figure:
+def deconv_figure(projections: List, displays: np.ndarray, image_names: Sequence[str],
+                  layer_name: str, num_per_map: int, title: str) -> Figure:
     """Per feature map: the deconvnet projections, then the image patches that caused them.
 
     Args:
       projections: deconvnet.Projection list, grouped by feature map (num_per_map each).
       displays: (B, S, S, 3) uint8 images the projections index.
+      image_names: the B images' names (file names, or shard:index), for the titles.
       layer_name: the projected layer.
       num_per_map: projections per feature map.
       title: the figure title.
@@ -230,8 +267,8 @@ def deconv_figure(projections: List, displays: np.ndarray, layer_name: str,
                            fontsize=7)
             right = axes[row, num_per_map + column]
             right.imshow(_crop(displays[projection.image_index], projection.box))
-            right.set_title(f"image {projection.image_index} at {projection.position}",
-                            fontsize=7)
+            right.set_title(f"{wrap(image_names[projection.image_index], 18, 1)}\n"
+                            f"at {projection.position}", fontsize=7)
         for axis in axes[row]:
             axis.set_xticks([])
             axis.set_yticks([])

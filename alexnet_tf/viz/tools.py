@@ -91,10 +91,10 @@ def run_predictions(loaded: model_source.LoadedModel, records, output: str, *,
 
 def run_neighbors(loaded: model_source.LoadedModel, queries, search_patterns: Sequence[str],
                   output: str, *, cache_dir: str, num_neighbors: int = 6,
-                  search_limit: Optional[int] = None) -> dict:
+                  search_limit: Optional[int] = None, show_progress: bool = False) -> dict:
     """Each query with its nearest search images in fc7 space (the paper's figure 4, right)."""
     search, cache_path, cached = neighbors_lib.search_set_features(
-        loaded, search_patterns, cache_dir, limit=search_limit)
+        loaded, search_patterns, cache_dir, limit=search_limit, show_progress=show_progress)
     extract = neighbors_lib.feature_extractor(loaded.require_keras("neighbors"))
     inputs, query_displays = viz_inputs.preprocess(loaded.settings, queries)
     indices, distances = neighbors_lib.nearest(extract(inputs), search["features"],
@@ -175,7 +175,7 @@ def run_deconv(loaded: model_source.LoadedModel, records, output: str, *, layer:
     for projection in projections:  # Back to indices into `records`.
         projection.image_index = chosen[projection.image_index]
     figure = viz_plots.deconv_figure(
-        projections, displays, layer, per_map,
+        projections, displays, [record.name for record in records], layer, per_map,
         f"Deconvnet (Zeiler & Fergus) over {len(records)} images ({loaded.description})")
     viz_plots.save_png(figure, output)
     return {"projections": projections}
