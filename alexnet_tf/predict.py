@@ -16,6 +16,7 @@ from typing import Sequence, TextIO  # noqa: E402
 from absl import app  # noqa: E402
 
 from alexnet_tf import model_flags  # noqa: E402
+from alexnet_tf.data import preprocessing  # noqa: E402
 from alexnet_tf.serving import layout  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def predict_files(loaded, paths: Sequence[str], out: TextIO = sys.stdout,
     Args:
       loaded: a SavedModel from `tf.saved_model.load`, with a `serving_default` signature
         taking `image_bytes`.
-      paths: image files (JPEG or PNG).
+      paths: image files (preprocessing.IMAGE_FORMATS).
       out: where predictions go.
       err: where per-file errors go.
 

@@ -17,7 +17,8 @@ that load from other processes hits both alike) it times:
   convert   imagenet_convert.convert with --workers processes, wall clock from the call
             to the manifest (reading files, records, shards, manifest, process start-up)
 
-and prints medians, the ratios the issue asks for, and hours for 1.28M images.
+and prints medians, the ratios of the converter to the bare loop and of N workers to one,
+and the hours 1.28M images would take.
 """
 
 from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)
@@ -173,7 +174,8 @@ def main(argv):
             "dataset": _DATASET.value, "num_images": count, "repeats": _REPEATS.value,
             "wall_images_per_s": {name: round(value, 1) for name, value in rate.items()},
             "cpu_ms_per_image": {name: round(value, 2) for name, value in cpu_ms.items()},
-            # The issue's goals, wall clock (load-sensitive) and CPU time (load-robust):
+            # Converter against the bare loop, wall clock (load-sensitive) and CPU time
+            # (load-robust):
             "per_worker_vs_bare_wall": round(rate["convert_1"] / rate["bare"], 3),
             "per_worker_vs_bare_cpu": round(cpu_ms["bare"] / cpu_ms["convert_1"], 3),
             f"scaling_1_to_{_WORKERS.value}_wall": round(rate[many] / rate["convert_1"], 2),

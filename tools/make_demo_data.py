@@ -1,4 +1,4 @@
-"""Makes a small synthetic dataset in ImageNet's layout, for the demo and for tests.
+r"""Makes a small synthetic dataset in ImageNet's layout, for the demo and for tests.
 
   python tools/make_demo_data.py --output_dir=/tmp/alexnet_demo/raw
   python tools/convert_imagenet.py --imagenet_dir=/tmp/alexnet_demo/raw \

@@ -249,7 +249,8 @@ def run_benchmark(kinds, cores, *, num_runs: int, worker_args: List[str], pin: b
 
 
 def format_report(results: dict, kinds, cores) -> str:
-    """A Markdown table of the medians plus the issue's ratios."""
+    """A Markdown table of the medians, then the ratios: train / decode, train / Pillow
+    and 2 cores / 1 core."""
     header = " | ".join(f"{c} core(s): images/s wall (per core)" for c in cores)
     lines = [f"| pipeline | {header} | images per CPU-second |",
              "|---|" + "---|" * (len(cores) + 1)]

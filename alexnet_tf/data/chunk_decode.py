@@ -31,9 +31,7 @@ def chunk_size(batch_size: int, crops_per_record: int = 1) -> int:
     """Records per chunk for batches of `batch_size`: a multiple of it, else a divisor.
 
     Chunks become batches through `rebatch`, which is cheap when it only splits a chunk
-    into whole batches and costly when it must join chunks into a batch (measured here
-    at batch 128: 0.84 of the JPEG decoding rate with 128-record chunks, 0.77 with 64,
-    0.72 with 96). So a chunk is the smallest multiple of the batch with at least
+    into whole batches and costly when it must join chunks into a batch. So a chunk is the smallest multiple of the batch with at least
     CHUNK_SIZE records, unless a batch holds more than MAX_CHUNK_SIZE crops (memory:
     every parallel call holds a chunk); then it is the largest divisor of the batch
     that fits (or, with no useful divisor, min(CHUNK_SIZE, MAX_CHUNK_SIZE) records).

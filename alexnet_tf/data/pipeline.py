@@ -28,9 +28,8 @@ batch finds the gap in the positions and names the record (`alexnet_tf.data.bad_
 
 Cost: no function runs per image. Per chunk: one parse (`tf.io.parse_example`), one
 label check, one draw op (`preprocessing.train_draws`), and a loop of JPEG window
-decodes; per batch, the float work. At batch 128 on this project's 2-core machine the
-training pipeline runs at about 0.8 of the rate of bare JPEG decoding (README,
-"Performance").
+decodes; per batch, the float work. docs/performance.md gives the pipeline's rate
+against bare JPEG decoding (`python -m alexnet_tf.benchmark input`).
 """
 
 import glob
@@ -108,6 +107,12 @@ def _shuffle_seeds(seed: int, pipeline_id: int):
     return [int(value) for value in generator.integers(0, 2**62, size=3)]
 
 
+def augment_seed(seed: int, pipeline_id: int = 0) -> int:
+    """The first half of every augmentation seed of an input pipeline: the record at
+    stream position k is augmented as `preprocess_for_train(..., seed=(this, k))`."""
+    return _shuffle_seeds(seed, pipeline_id)[2]
+
+
 def _records(files: list, *, seed: int, pipeline_id: int, training: bool, num_epochs: int,
              shuffle_buffer: int, cycle_length: int) -> tf.data.Dataset:
     """(position, (record, shard id, index in shard)) for every record of every epoch.
@@ -150,9 +155,8 @@ def _float_stage(*, stats, mean_mode: str, resize_size: int) -> Callable:
     """`preprocessing.device_augment` for the host, its per-pixel part compiled with XLA.
 
     XLA fuses the mirror, the cast, the mean crop and the lighting into one pass over
-    the batch: measured at about 35 us per 224x224 image on one core here (about what
-    writing the float32 image costs), against about 130 us for the same ops run one by
-    one. The result is the same to the bit: the lighting shift (a matrix product, which
+    the batch, about the cost of writing the float32 images, where the same ops run one
+    by one make a pass each. The result is the same to the bit: the lighting shift (a matrix product, which
     XLA would round differently) is computed outside the compiled part, and the mirror
     is written as an exact blend (`blend_mirror`), which XLA vectorises.
     """
@@ -232,12 +236,11 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
     files = _shard_files(list(files), input_context)
     if num_epochs is None:
         num_epochs = -1 if training else 1
-    # Image k of the stream is augmented with the stateless seed (augment_seed, k).
-    augment_seed = _shuffle_seeds(seed, pipeline_id)[2]
-    decode_records = chunk_decode.make_decode(parse, training=training, crop_size=crop_size,
-                                  resize_size=resize_size, flip=flip, pca_std=pca_std,
-                                  ten_crop=ten_crop, num_classes=num_classes,
-                                  seed=augment_seed, square_jpeg=square_jpeg)
+    # Image k of the stream is augmented with the stateless seed (augment_seed(...), k).
+    decode_records = chunk_decode.make_decode(
+            parse, training=training, crop_size=crop_size, resize_size=resize_size, flip=flip,
+            pca_std=pca_std, ten_crop=ten_crop, num_classes=num_classes,
+            seed=augment_seed(seed, pipeline_id), square_jpeg=square_jpeg)
     chunk = chunk_decode.chunk_size(batch_size, 10 if ten_crop and not training else 1)
     checker = bad_records.BatchChecker(files, chunk_size=chunk, skip=skip_bad_records,
                                        reason=_bad_reason(num_classes), counter=bad_record_counter)

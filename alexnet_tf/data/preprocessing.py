@@ -19,8 +19,13 @@ Work is split in two so that the float work runs vectorised over a batch:
      mean and the lighting are one pass over the batch), or inside the training step
      on the accelerator (`device_augment`, for --augment_on=device).
 
-`preprocess_for_train` and `preprocess_for_eval` chain both steps for one image; the
-input pipeline and serving use exactly these functions, so there is no second copy.
+`preprocess_for_train` and `preprocess_for_eval` chain both steps for one image. They
+are the reference: serving calls `preprocess_for_eval` itself; the input pipeline runs
+the same two steps on a chunk of records at a time (`train_draws` for the chunk,
+`decode_crop` or `eval_crops` per record, then the per-batch float stage compiled with
+XLA), and gives, for the record at stream position k, exactly
+`preprocess_for_train(record, seed=(pipeline.augment_seed(seed), k))` (tested to the
+bit), so there is no second copy of any step.
 
 All randomness is stateless and comes from a per-image seed (shape [2] int32/int64):
 the same seed gives the same crop, flip and lighting, eagerly or inside tf.data, and
@@ -38,6 +43,8 @@ import tensorflow as tf
 from alexnet_tf.data import stats as stats_lib
 
 MEAN_MODES = ("image", "rgb")
+# What `decode_image` (so evaluation, serving and predict) reads, said one way everywhere.
+IMAGE_FORMATS = "JPEG, PNG, GIF (first frame) or BMP"
 # The paper's canonical image size and crop size.
 RESIZE_SIZE = 256
 CROP_SIZE = 224
@@ -70,7 +77,7 @@ def _check_sizes(crop_size: int, resize_size: int) -> None:
 
 
 def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
-    """Decodes JPEG, PNG, GIF (first frame) or BMP bytes to uint8 RGB (height, width, 3)."""
+    """Decodes an encoded image (IMAGE_FORMATS) to uint8 RGB (height, width, 3)."""
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
@@ -364,7 +371,7 @@ def float_augment_with_shift(images: tf.Tensor, offsets: tf.Tensor, flips: tf.Te
 
 def _add_rgb_per_image(images: tf.Tensor, rgb: tf.Tensor) -> tf.Tensor:
     """images (B, H, W, 3) + rgb (B, 3) broadcast over the pixels of each image."""
-    # Broadcasting a (B, 1, 1, 3) operand is slow on CPU (measured ~6x slower than this):
+    # Broadcasting a (B, 1, 1, 3) operand takes TF's slow generic broadcast on CPU:
     # view the images as (B, H, W * 3) and add a (B, 1, W * 3) row instead.
     shape = tf.shape(images)
     rows = tf.reshape(images, [shape[0], shape[1], shape[2] * 3])
@@ -436,7 +443,7 @@ def preprocess_for_eval(image_bytes: tf.Tensor, *, stats: stats_lib.ImageStats,
     crops), subtract the mean. Use the same `mean_mode` as in training.
 
     Args:
-      image_bytes: scalar string, JPEG/PNG/GIF/BMP bytes.
+      image_bytes: scalar string, an encoded image (IMAGE_FORMATS).
       stats: colour statistics on the 0..255 scale.
       crop_size: side of the crop.
       resize_size: the shorter side is resized to this first.

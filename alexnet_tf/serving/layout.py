@@ -14,7 +14,8 @@ TF Serving ignores assets.extra (except the warm-up file) and every directory wh
 name is not an integer, so a version being written under a hidden name is never loaded.
 
 Signatures (see `saved_model.py`):
-  serving_default  image_bytes: string [N], encoded JPEG/PNG/GIF/BMP of any size
+  serving_default  image_bytes: string [N], encoded images of any size (JPEG, PNG, GIF
+                   (first frame) or BMP: preprocessing.IMAGE_FORMATS)
   preprocessed     images: float32 [N, S, S, 3], already mean-subtracted (0..255 scale)
 Both return OUTPUTS: probabilities [N, C]; for the top k = min(5, C) classes: classes
 (int64), scores, synsets and names (strings).

@@ -65,9 +65,8 @@ class PaperSGD(keras.optimizers.Optimizer):
         """v <- m * v - wd * lr * w - lr * g;  w <- w + v.
 
         Outside any tf.distribute strategy the update is one XLA kernel per variable
-        (`_update_in_place`, compiled): a single pass over w, v and g instead of one per op,
-        about 2x faster for the 61M parameters (measured 91 -> 43 ms per step on 2
-        cores). Under a strategy Keras hands over per-replica variable components, which
+        (`_update_in_place`, compiled): a single pass over w, v and g instead of one per
+        op, which matters for 61M parameters (docs/performance.md). Under a strategy Keras hands over per-replica variable components, which
         an XLA kernel cannot take: plain ops (the same arithmetic; XLA may fuse a multiply
         and an add, so the two can differ in the last bit).
         """

@@ -14,9 +14,8 @@ ImageNet's odd files are recognised by their content, not their names:
   * Empty, truncated or corrupt files and non-images raise `BadImageError` with a
     reason; the converter lists them in its manifest instead of stopping.
 
-Pillow is used rather than TF ops because it is faster per image here (see the README's
-`data` section, measured with tools/benchmark_convert.py) and reads CMYK/PNG/grayscale
-without special cases.
+Pillow is used rather than TF ops because it is faster per image (tools/benchmark_convert.py
+measures both; docs/performance.md) and reads CMYK/PNG/grayscale without special cases.
 """
 
 import io
