@@ -190,15 +190,16 @@ def _occlusion_row(figure: Figure, axes, image: np.ndarray, result, class_name: 
     size = image.shape[0]
     maps = []  # (values, colour map, fixed (low, high) scale or None, title)
     if result.activation is not None:
-        maps.append((result.activation, "viridis", None,
+        # Activations after a ReLU are >= 0: from 0, so small changes look small.
+        top = max(float(np.max(result.activation)), 1e-12)
+        maps.append((result.activation, "viridis", (min(0.0, float(np.min(result.activation))), top),
                      f"{result.layer_name}: total activation of map {result.feature_map}\n"
                      "(the strongest in the unoccluded image)"))
     # Probabilities on a fixed 0..1 scale: the colours mean the same in every figure.
     maps.append((result.probability, "jet_r", (0.0, 1.0),
                  f"p({wrap(class_name, 24, 1)}) with the square centred there\n"
                  f"(unoccluded: {result.baseline_probability:.3f})"))
-    for axis, (values, colormap, scale, label) in zip(axes[1:], maps):
-        low, high = scale if scale is not None else _color_range(values)
+    for axis, (values, colormap, (low, high), label) in zip(axes[1:], maps):
         if negligible_range(values):
             label += ("\nno effect: the map varies by "
                       f"{float(np.max(values) - np.min(values)):.1e} in all")
@@ -224,16 +225,6 @@ def negligible_range(values: np.ndarray) -> bool:
     values = np.asarray(values, np.float64)
     scale = float(np.max(np.abs(values))) if values.size else 0.0
     return float(np.max(values) - np.min(values)) <= NEGLIGIBLE_RANGE * max(scale, 1e-12)
-
-
-def _color_range(values: np.ndarray):
-    """The colour scale of a map: its own range, or, for a negligible range, one wide
-    enough around its values that they all show as one flat colour."""
-    low, high = float(np.min(values)), float(np.max(values))
-    if negligible_range(values):
-        middle, half = (low + high) / 2, max(abs(high), abs(low), 1e-12)
-        return middle - half, middle + half
-    return low, high
 
 
 def _crop(image: np.ndarray, box) -> np.ndarray:
@@ -267,7 +258,7 @@ def deconv_figure(projections: List, displays: np.ndarray, image_names: Sequence
                            fontsize=7)
             right = axes[row, num_per_map + column]
             right.imshow(_crop(displays[projection.image_index], projection.box))
-            right.set_title(f"{wrap(image_names[projection.image_index], 18, 1)}\n"
+            right.set_title(f"{wrap(image_names[projection.image_index], 24)}\n"
                             f"at {projection.position}", fontsize=7)
         for axis in axes[row]:
             axis.set_xticks([])
