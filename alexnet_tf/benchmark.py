@@ -19,7 +19,7 @@ Commands:
             python -m alexnet_tf.benchmark model --precisions=fp32,mixed_bfloat16 \
                 --modes= --loss_curve_steps=30 --train_batch_sizes=32   # bf16 loss parity
 
-To add a command, write its logic in its own module (e.g. bench_model.py) and add a
+To add a command, write its logic in its own module (e.g. bench/model.py) and add a
 small function to COMMANDS below.
 """
 
@@ -50,7 +50,7 @@ flags.DEFINE_list("cores", ["1", "2"], "Core counts to measure (each run pinned 
 flags.DEFINE_list("kinds", list(bench_pipeline.KINDS), f"Which pipelines: {', '.join(bench_pipeline.KINDS)}.")
 flags.DEFINE_bool("pin", True, "Pin each measurement process to its cores with taskset.")
 flags.DEFINE_string("worker", None, "Internal: KIND:CORES, run one measurement and print it.")
-# The model command (bench_model.py).
+# The model command (bench/model.py).
 flags.DEFINE_string("model_name", "alexnet", "Model builder: alexnet or zfnet.")
 flags.DEFINE_string("variant", "paper", "AlexNet variant: paper or one_tower.")
 flags.DEFINE_list("precisions", ["fp32"], "Any of fp32, mixed_bfloat16, mixed_float16.")

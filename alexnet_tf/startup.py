@@ -106,3 +106,5 @@ class _NoLibraryInfo(logging.Filter):
 import_tensorflow_quietly()
 if os.environ.get("ALEXNET_TF_QUIET", "1") != "0":
     absl_logging.get_absl_handler().addFilter(_NoLibraryInfo())
+    # TensorFlow's own Python logger ("INFO:tensorflow:Assets written to ..."): warnings up.
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)

@@ -5,7 +5,7 @@ Every builder returns a functional `keras.Model` mapping float32 images
 (batch, num_classes); the softmax belongs to the loss. Layers are named conv1..conv5,
 norm1, norm2 (when LRN is on), pool1, pool2, pool5, fc6, fc7, fc8, dropout6, dropout7.
 
-`build_model(name=..., **kwargs)` is the entry used with a model spec (see model_dir.py).
+`build_model(name=..., **kwargs)` is the entry used with a model spec (see run_dir.py).
 """
 
 import math

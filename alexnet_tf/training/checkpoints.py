@@ -3,7 +3,7 @@
 A checkpoint holds everything that decides the rest of the run, so that a run killed at
 any step and restarted continues exactly as if it had not stopped:
 
-  model            the Keras model (the key evaluate/export restore, see model_dir.py)
+  model            the Keras model (the key evaluate/export restore, see run_dir.py)
   model_variables  every model variable, including the dropout layers' RNG states, which
                    Keras does not expose to tf.train.Checkpoint through `model`
   optimizer        momentum slots, iteration count, current learning rate

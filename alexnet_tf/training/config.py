@@ -3,7 +3,7 @@
 `TrainConfig` is the single definition of every training setting, its default and its
 help text: `alexnet_tf/train.py` turns each field into an absl flag (so `--help` lists
 them), builds the config once from the parsed flags, and `train_and_evaluate` saves it as
-`model_dir/config.json` (see model_dir.py) with a "model" entry, the model spec that
+`model_dir/config.json` (see run_dir.py) with a "model" entry, the model spec that
 evaluate/export/visualize rebuild the network from.
 
 A rerun with an existing `config.json` resumes; settings that would change what is being
@@ -222,7 +222,7 @@ class TrainConfig:
                              "tools/convert_imagenet.py) unless --synthetic_data")
 
     def model_spec(self) -> dict:
-        """The model spec saved in config.json (see model_dir.py); no device placement.
+        """The model spec saved in config.json (see run_dir.py); no device placement.
 
         Raises:
           ValueError: num_classes not resolved yet (still 0).
@@ -243,7 +243,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """JSON-able dict of every field (tuples become lists); "model" holds the model spec.
 
-        The spec (model_dir.py's contract) takes the place of the `model` name field,
+        The spec (run_dir.py's contract) takes the place of the `model` name field,
         which it contains as "name".
         """
         values = {f.name: (list(v) if isinstance(v, tuple) else v)

@@ -1,6 +1,6 @@
 """ILSVRC-2012 image folders -> sharded TFRecords, in parallel, resumable, losing nothing.
 
-`convert(options)` finds the files (`imagenet_files.py`), assigns them to shards with a
+`convert(options)` finds the files (`files.py`), assigns them to shards with a
 seeded shuffle (every shard holds a mix of classes), and writes each shard in a worker
 process: read, `recode.recode_image`, `schema.make_example`. Output in
 `options.output_dir`:
