@@ -19,6 +19,16 @@ Commands:
             python -m alexnet_tf.benchmark model --precisions=fp32,mixed_bfloat16 \
                 --modes= --loss_curve_steps=30 --train_batch_sizes=32   # bf16 loss parity
 
+  trainability  whether and how fast the paper's SGD leaves chance: trains the network with
+          `python -m alexnet_tf.train` for a fixed number of steps per initialisation
+          preset, width and seed, and prints per-layer statistics at initialisation and
+          a table of steps to leave chance, final top-1 error and wall time (see
+          alexnet_tf/bench/trainability.py):
+
+            python -m alexnet_tf.benchmark trainability --train_flagfile=flags/demo.cfg \
+                --inits=paper,cuda_convnet2,caffe --widths=0.5,1.0 --seeds=0,1,2 \
+                --train_steps=300
+
 To add a command, write its logic in its own module (e.g. bench/model.py) and add a
 small function to COMMANDS below.
 """
@@ -76,6 +86,18 @@ flags.DEFINE_integer("loss_curve_steps", 0, "If > 0, also train this many steps 
                      "precision from the same weights and data and compare the losses.")
 flags.DEFINE_float("loss_curve_learning_rate", 0.01, "Learning rate of the loss curves.")
 flags.DEFINE_string("model_worker", None, "Internal: one model row as JSON.")
+# The trainability command (bench/trainability.py); --data_dir is shared with `input`.
+flags.DEFINE_string("train_flagfile", "flags/demo.cfg", "trainability: the recipe to train "
+                    "with (its data and model directories are replaced).")
+flags.DEFINE_list("train_flags", [], "trainability: more train flags, e.g. "
+                  "--optimizer=paper_sgd,--learning_rate=0.01 (after the flagfile).")
+flags.DEFINE_list("inits", ["paper", "cuda_convnet2", "caffe"], "trainability: presets.")
+flags.DEFINE_list("widths", ["0.5"], "trainability: width multipliers.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "trainability: seeds.")
+flags.DEFINE_integer("train_steps", 300, "trainability: steps per run.")
+flags.DEFINE_string("work_dir", None, "trainability: where runs (and the demo data, without "
+                    "--data_dir) go; default a temporary directory, deleted after.")
+flags.DEFINE_integer("run_timeout", 3600, "trainability: seconds before a run is killed.")
 
 
 def _run_input_worker() -> None:
@@ -183,7 +205,50 @@ def run_model() -> None:
         _print_loss_curves()
 
 
-COMMANDS = {"input": run_input, "model": run_model}
+def run_trainability() -> None:
+    """The `trainability` command."""
+    import shutil
+
+    from alexnet_tf import train_flags
+    from alexnet_tf.bench import trainability
+    from alexnet_tf.data.imagenet import demo
+
+    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="alexnet_tf_trainability_")
+    recipe = train_flags.parse_flagfile(FLAGS.train_flagfile, *FLAGS.train_flags)
+    data_dir = FLAGS.data_dir or os.path.join(work_dir, "data")
+    if not FLAGS.data_dir:
+        demo.prepare_records(data_dir, os.path.join(work_dir, "images"),
+                             resize=recipe.resize_size, seed=0, show_progress=False)
+    rows = [trainability.Row(init, float(width), int(seed))
+            for width in FLAGS.widths for init in FLAGS.inits for seed in FLAGS.seeds]
+    statistics = {
+            f"{init}, {float(width):g}": trainability.initial_statistics(
+                    data_dir=data_dir, init=init, width_multiplier=float(width),
+                    seed=int(FLAGS.seeds[0]), input_size=recipe.input_size,
+                    resize_size=recipe.resize_size, mean_mode=recipe.mean_mode)
+            for width in FLAGS.widths for init in FLAGS.inits}
+    print("At initialisation, on one validation batch: each layer's output std (after its "
+          "ReLU; fc8: the logits) and weight-gradient norm\n")
+    print(trainability.format_statistics(statistics) + "\n", flush=True)
+    train_flags_list = [f"--flagfile={FLAGS.train_flagfile}", *FLAGS.train_flags,
+                        "--nomake_demo_data"]
+    outcomes = []
+    for row in rows:
+        outcome = trainability.train_row(row, data_dir=data_dir, work_dir=work_dir,
+                                         steps=FLAGS.train_steps,
+                                         train_flags=train_flags_list,
+                                         timeout=FLAGS.run_timeout)
+        outcomes.append(outcome)
+        print(f"{row}: left chance at step {outcome.left_chance_step}, final top-1 error "
+              f"{outcome.final_top1_error:.3f}, {outcome.wall_seconds:.0f} s", flush=True)
+    command = "python -m alexnet_tf.benchmark " + " ".join(sys.argv[1:])
+    print(f"\n{command}\n")
+    print(trainability.format_outcomes(outcomes, FLAGS.train_steps))
+    if not FLAGS.work_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+COMMANDS = {"input": run_input, "model": run_model, "trainability": run_trainability}
 
 
 def main(argv):

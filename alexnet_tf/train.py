@@ -14,50 +14,22 @@ a bad setting.
 
 from alexnet_tf import startup  # First: quiets TensorFlow's start-up notices.
 
-import dataclasses  # noqa: E402
 import sys  # noqa: E402
-import typing  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
-from alexnet_tf.training import config as config_lib  # noqa: E402
+from alexnet_tf import train_flags  # noqa: E402
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Directory of the run: config.json, "
                                  "checkpoints/, logs/ (TensorBoard), labels.json.",
                                  required=True)
 
 
-def _define_flags() -> None:
-    """One absl flag per TrainConfig field, with the field's default and help."""
-    for field in dataclasses.fields(config_lib.TrainConfig):
-        help_text = field.metadata["help"]
-        choices = field.metadata.get("choices")
-        if choices:
-            flags.DEFINE_enum(field.name, field.default, list(choices), help_text)
-        elif field.type is bool:
-            flags.DEFINE_boolean(field.name, field.default, help_text)
-        elif field.type is int:
-            flags.DEFINE_integer(field.name, field.default, help_text)
-        elif field.type is float:
-            flags.DEFINE_float(field.name, field.default, help_text)
-        elif typing.get_origin(field.type) is tuple:
-            flags.DEFINE_list(field.name, list(field.default), help_text)
-        else:
-            flags.DEFINE_string(field.name, field.default, help_text)
-
-
-def config_from_flags(values=flags.FLAGS) -> config_lib.TrainConfig:
-    """Builds the (validated) TrainConfig from parsed flags."""
-    kwargs = {}
-    for field in dataclasses.fields(config_lib.TrainConfig):
-        value = getattr(values, field.name)
-        if typing.get_origin(field.type) is tuple:
-            item_type = typing.get_args(field.type)[0]
-            value = tuple(item_type(item) for item in value)
-        kwargs[field.name] = value
-    return config_lib.TrainConfig(**kwargs)
+def config_from_flags(values=flags.FLAGS):
+    """The validated TrainConfig of the parsed command line."""
+    return train_flags.config_from_flags(values)
 
 
 def main(argv):
@@ -98,7 +70,7 @@ def main(argv):
     return 0
 
 
-_define_flags()
+train_flags.define_flags(flags.FLAGS)
 
 if __name__ == "__main__":
     app.run(lambda argv: sys.exit(main(argv)))

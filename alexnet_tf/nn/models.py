@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import keras
 
+from alexnet_tf.nn import init_presets
 from alexnet_tf.nn.layers import FullyConnected
 from alexnet_tf.nn.layers import GroupedConv2D
 from alexnet_tf.nn.layers import GroupedMaxPooling2D
@@ -20,10 +21,6 @@ from alexnet_tf.nn.lrn import LRN_CONVENTIONS
 from alexnet_tf.nn.lrn import LocalResponseNormalization
 
 ALEXNET_VARIANTS = ("paper", "one_tower")
-# The paper's initialisation (section 5): weights N(0, 0.01); biases 1 in conv2, conv4,
-# conv5 and the hidden fully-connected layers (to give ReLUs positive inputs early), 0 else.
-WEIGHT_STDDEV = 0.01
-ONE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
 # Feature-map widths: conv1..conv5, then the two hidden fully-connected layers.
 PAPER_WIDTHS = (96, 256, 384, 384, 256, 4096, 4096)
 ONE_TOWER_WIDTHS = (64, 192, 384, 256, 256, 4096, 4096)
@@ -32,10 +29,9 @@ ZFNET_WIDE_WIDTHS = (96, 256, 512, 1024, 512, 4096, 4096)
 NUM_TOWERS = 2
 
 
-def _init_args(layer_name: str, bias_one: bool = True) -> dict:
-    bias = 1.0 if bias_one and layer_name in ONE_BIAS_LAYERS else 0.0
-    return dict(kernel_initializer=keras.initializers.RandomNormal(stddev=WEIGHT_STDDEV),
-                bias_initializer=keras.initializers.Constant(bias))
+def _init(preset: str, layer_name: str) -> dict:
+    """The kernel and bias initialisers of `layer_name` (init_presets.py)."""
+    return init_presets.initializer_args(preset, layer_name)
 
 
 def _scaled_widths(widths: Sequence[int], width_multiplier: float) -> list:
@@ -51,7 +47,7 @@ def _pool_size(size: int, pool_padding: str = "valid") -> int:
     return math.ceil(size / 2) if pool_padding == "same" else (size - 3) // 2 + 1
 
 
-def _check_common_args(num_classes, dropout_rate, lrn_convention):
+def _check_common_args(num_classes, dropout_rate, lrn_convention, init):
     """Checks the arguments every builder shares, before any weight is created."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, received {num_classes!r}")
@@ -60,6 +56,8 @@ def _check_common_args(num_classes, dropout_rate, lrn_convention):
     if lrn_convention not in LRN_CONVENTIONS:
         raise ValueError(f"lrn_convention must be one of {LRN_CONVENTIONS}, "
                          f"received {lrn_convention!r}")
+    if init not in init_presets.PRESETS:
+        raise ValueError(f"init must be one of {init_presets.NAMES}, received {init!r}")
 
 
 def _check_min_size(model_name: str, input_size: int, final_size: int, rule: str):
@@ -90,17 +88,17 @@ def _paper_conv1_padding(input_size: int):
     return padding
 
 
-def _classifier(x, widths, num_classes, dropout_rate, bias_one=True):
+def _classifier(x, widths, num_classes, dropout_rate, init):
     """pool5 features -> fc6 -> dropout -> fc7 -> dropout -> fc8 logits (float32)."""
     x = keras.layers.Flatten(name="flatten")(x)  # (batch, 6*6*256) at full size
     for index, width in ((6, widths[5]), (7, widths[6])):
         name = f"fc{index}"
         x = FullyConnected(width, activation="relu", name=name,
-                           **_init_args(name, bias_one))(x)
+                           **_init(init, name))(x)
         x = keras.layers.Dropout(dropout_rate, name=f"dropout{index}")(x)
     # dtype float32: the logits (and so the loss) stay float32 under mixed precision.
     return FullyConnected(num_classes, name="fc8", dtype="float32",
-                          **_init_args("fc8", bias_one))(x)
+                          **_init(init, "fc8"))(x)
 
 
 def _lrn(name, use_lrn, lrn_convention, groups=1, devices=None, lrn_bfloat16=False):
@@ -120,33 +118,34 @@ def _pool(name, tower_devices):
     return keras.layers.MaxPooling2D(3, 2, name=name)
 
 
-def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices, lrn_bfloat16=False):
+def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices, init,
+                    lrn_bfloat16=False):
     """The paper's two-tower conv1..pool5. x: (batch, 227, 227, 3) -> (batch, 6, 6, 256)."""
     towers = dict(groups=NUM_TOWERS, devices=tower_devices)
     # conv1: both towers see the whole image, 48 kernels each. (batch, 55, 55, 96)
     x = GroupedConv2D(widths[0], 11, strides=4, activation="relu", split_input=False,
-                      name="conv1", **towers, **_init_args("conv1"))(x)
+                      name="conv1", **towers, **_init(init, "conv1"))(x)
     # The paper normalises and pools each tower's maps on its own GPU; LRN's window
     # stays inside a tower in every mode so one-device and two-device nets agree.
     for layer in (_lrn("norm1", use_lrn, lrn_convention, **towers, lrn_bfloat16=lrn_bfloat16),
                   _pool("pool1", tower_devices)):  # (batch, 27, 27, 96)
         x = layer(x) if layer is not None else x
     x = GroupedConv2D(widths[1], 5, padding="same", activation="relu", name="conv2",
-                      **towers, **_init_args("conv2"))(x)  # (batch, 27, 27, 256)
+                      **towers, **_init(init, "conv2"))(x)  # (batch, 27, 27, 256)
     for layer in (_lrn("norm2", use_lrn, lrn_convention, **towers, lrn_bfloat16=lrn_bfloat16),
                   _pool("pool2", tower_devices)):  # (batch, 13, 13, 256)
         x = layer(x) if layer is not None else x
     # conv3 is where the towers exchange: every kernel sees all 256 maps. (batch, 13, 13, 384)
     x = keras.layers.Conv2D(widths[2], 3, padding="same", activation="relu", name="conv3",
-                            **_init_args("conv3"))(x)
+                            **_init(init, "conv3"))(x)
     x = GroupedConv2D(widths[3], 3, padding="same", activation="relu", name="conv4",
-                      **towers, **_init_args("conv4"))(x)  # (batch, 13, 13, 384)
+                      **towers, **_init(init, "conv4"))(x)  # (batch, 13, 13, 384)
     x = GroupedConv2D(widths[4], 3, padding="same", activation="relu", name="conv5",
-                      **towers, **_init_args("conv5"))(x)  # (batch, 13, 13, 256)
+                      **towers, **_init(init, "conv5"))(x)  # (batch, 13, 13, 256)
     return _pool("pool5", tower_devices)(x)  # (batch, 6, 6, 256)
 
 
-def _one_tower_features(x, widths, input_size):
+def _one_tower_features(x, widths, input_size, init):
     """torchvision's single-tower conv1..pool5 (no LRN). 224 -> (batch, 6, 6, 256)."""
     # torchvision pads conv1 by 2 on every side: (224 + 4 - 11) // 4 + 1 = 55.
     conv1 = (input_size + 4 - 11) // 4 + 1
@@ -154,15 +153,15 @@ def _one_tower_features(x, widths, input_size):
                     _pool_size(_pool_size(_pool_size(conv1))), "use input_size >= 63")
     x = keras.layers.ZeroPadding2D(2, name="conv1_pad")(x)
     x = keras.layers.Conv2D(widths[0], 11, strides=4, activation="relu", name="conv1",
-                            **_init_args("conv1"))(x)  # (batch, 55, 55, 64)
+                            **_init(init, "conv1"))(x)  # (batch, 55, 55, 64)
     x = keras.layers.MaxPooling2D(3, 2, name="pool1")(x)  # (batch, 27, 27, 64)
     x = keras.layers.Conv2D(widths[1], 5, padding="same", activation="relu", name="conv2",
-                            **_init_args("conv2"))(x)  # (batch, 27, 27, 192)
+                            **_init(init, "conv2"))(x)  # (batch, 27, 27, 192)
     x = keras.layers.MaxPooling2D(3, 2, name="pool2")(x)  # (batch, 13, 13, 192)
     for index in (3, 4, 5):  # (batch, 13, 13, 384 / 256 / 256)
         name = f"conv{index}"
         x = keras.layers.Conv2D(widths[index - 1], 3, padding="same", activation="relu",
-                                name=name, **_init_args(name))(x)
+                                name=name, **_init(init, name))(x)
     return keras.layers.MaxPooling2D(3, 2, name="pool5")(x)  # (batch, 6, 6, 256)
 
 
@@ -170,7 +169,7 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
             dropout_rate: float = 0.5, use_lrn: bool = True,
             tower_devices: Optional[Sequence[str]] = None, width_multiplier: float = 1.0,
             lrn_convention: str = "paper", lrn_bfloat16: bool = False,
-            name: Optional[str] = None) -> keras.Model:
+            init: str = "paper", name: Optional[str] = None) -> keras.Model:
     """Builds AlexNet.
 
     Args:
@@ -193,6 +192,9 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
       lrn_convention: "paper" (alpha * sum) or "caffe" (alpha / size * sum).
       lrn_bfloat16: under mixed_bfloat16, compute LRN in bfloat16 (faster) instead of
         float32 (the default); see LocalResponseNormalization's `bfloat16_compute`.
+      init: the initialisation preset (`init_presets.PRESETS`): "paper" (section 5:
+        weights N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6 and fc7), or what the
+        released code used: "cuda_convnet2", "caffe".
       name: model name; default "alexnet" or "alexnet_one_tower".
 
     Returns:
@@ -201,7 +203,7 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
     Raises:
       ValueError: an argument is out of range (the message says which and why).
     """
-    _check_common_args(num_classes, dropout_rate, lrn_convention)
+    _check_common_args(num_classes, dropout_rate, lrn_convention, init)
     if variant not in ALEXNET_VARIANTS:
         raise ValueError(f"alexnet: variant must be one of {ALEXNET_VARIANTS}, "
                          f"received {variant!r}")
@@ -218,11 +220,11 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
         padding = _paper_conv1_padding(input_size)
         x = keras.layers.ZeroPadding2D(padding, name="conv1_pad")(inputs) if padding else inputs
         x = _paper_features(x, widths, use_lrn, lrn_convention,
-                            tuple(tower_devices) if tower_devices else None, lrn_bfloat16)
+                            tuple(tower_devices) if tower_devices else None, init, lrn_bfloat16)
     else:
         widths = _scaled_widths(ONE_TOWER_WIDTHS, width_multiplier)
-        x = _one_tower_features(inputs, widths, input_size)
-    logits = _classifier(x, widths, num_classes, dropout_rate)
+        x = _one_tower_features(inputs, widths, input_size, init)
+    logits = _classifier(x, widths, num_classes, dropout_rate, init)
     default_name = "alexnet" if variant == "paper" else "alexnet_one_tower"
     return keras.Model(inputs, logits, name=name or default_name)
 
@@ -230,7 +232,7 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
 def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
           dropout_rate: float = 0.5, use_lrn: bool = True, width_multiplier: float = 1.0,
           lrn_convention: str = "paper", lrn_bfloat16: bool = False,
-          name: Optional[str] = None) -> keras.Model:
+          init: str = "zfnet", name: Optional[str] = None) -> keras.Model:
     """Builds ZFNet (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks").
 
     conv1 96 7x7 stride 2 (pad 1) -> pool -> LRN; conv2 256 5x5 stride 2 -> pool -> LRN;
@@ -249,6 +251,7 @@ def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
       width_multiplier: scales every conv and hidden fc width, for demos.
       lrn_convention: "paper" or "caffe" (see alexnet_tf.nn.lrn.LocalResponseNormalization).
       lrn_bfloat16: compute LRN in bfloat16 under mixed_bfloat16 (default float32).
+      init: the initialisation preset; "zfnet" (weights 0.01, biases 0) is ZF's.
       name: model name; default "zfnet" or "zfnet_wide".
 
     Returns:
@@ -257,7 +260,7 @@ def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
     Raises:
       ValueError: an argument is out of range.
     """
-    _check_common_args(num_classes, dropout_rate, lrn_convention)
+    _check_common_args(num_classes, dropout_rate, lrn_convention, init)
     if isinstance(input_size, bool) or not isinstance(input_size, int):
         raise ValueError(f"zfnet: input_size must be an integer, received {input_size!r}")
     conv1 = (input_size + 2 - 7) // 2 + 1
@@ -268,19 +271,19 @@ def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
     inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="images")
     x = keras.layers.ZeroPadding2D(1, name="conv1_pad")(inputs)
     x = keras.layers.Conv2D(widths[0], 7, strides=2, activation="relu", name="conv1",
-                            **_init_args("conv1", bias_one=False))(x)  # (batch, 110, 110, 96)
+                            **_init(init, "conv1"))(x)  # (batch, 110, 110, 96)
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool1")(x)  # (batch, 55, 55, 96)
     x = _lrn("norm1", use_lrn, lrn_convention, lrn_bfloat16=lrn_bfloat16)(x) if use_lrn else x
     x = keras.layers.Conv2D(widths[1], 5, strides=2, activation="relu", name="conv2",
-                            **_init_args("conv2", bias_one=False))(x)  # (batch, 26, 26, 256)
+                            **_init(init, "conv2"))(x)  # (batch, 26, 26, 256)
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool2")(x)  # (batch, 13, 13, 256)
     x = _lrn("norm2", use_lrn, lrn_convention, lrn_bfloat16=lrn_bfloat16)(x) if use_lrn else x
     for index in (3, 4, 5):  # (batch, 13, 13, 384 / 384 / 256)
         layer_name = f"conv{index}"
         x = keras.layers.Conv2D(widths[index - 1], 3, padding="same", activation="relu",
-                                name=layer_name, **_init_args(layer_name, bias_one=False))(x)
+                                name=layer_name, **_init(init, layer_name))(x)
     x = keras.layers.MaxPooling2D(3, 2, name="pool5")(x)  # (batch, 6, 6, 256)
-    logits = _classifier(x, widths, num_classes, dropout_rate, bias_one=False)
+    logits = _classifier(x, widths, num_classes, dropout_rate, init)
     return keras.Model(inputs, logits, name=name or ("zfnet_wide" if wide else "zfnet"))
 
 

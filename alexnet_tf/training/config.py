@@ -20,12 +20,14 @@ from alexnet_tf.data import preprocessing
 from alexnet_tf.distributed import cluster
 from alexnet_tf.distributed import service
 from alexnet_tf.distributed import strategy as strategy_lib
+from alexnet_tf.nn import init_presets
 from alexnet_tf.nn import models
 from alexnet_tf.nn import precision
 from alexnet_tf.training import optimizer
 from alexnet_tf.training import schedules
 
 MODELS = tuple(models.MODEL_BUILDERS)
+INIT_PRESETS = init_presets.NAMES
 VARIANTS = models.ALEXNET_VARIANTS
 SCHEDULES = schedules.SCHEDULES
 STRATEGIES = strategy_lib.STRATEGY_NAMES
@@ -44,7 +46,7 @@ RESUMABLE_CHANGES = frozenset({
         "data_dir", "tfds_data_dir", "num_epochs", "checkpoint_every_steps", "keep_checkpoints",
         "log_every_steps", "strategy", "devices", "tower_devices", "jit_compile",
         "progress_bar", "make_demo_data", "demo_dir", "max_steps", "summary_images",
-        "data_service", "communication",
+        "data_service", "communication", "stall_steps", "diagnostics_every_steps",
 })
 
 
@@ -96,6 +98,10 @@ class TrainConfig:
     resize_size: int = _field(256, "Shorter side the records are resized to before cropping.")
     width_multiplier: float = _field(1.0, "Scales every layer's width (1.0 = the paper).")
     dropout_rate: float = _field(0.5, "Dropout after fc6 and fc7.")
+    init: str = _field("paper", "Initialisation preset, each layer's weight std and bias "
+                       "(alexnet_tf/nn/init_presets.py): paper (section 5), cuda_convnet2 "
+                       "and caffe (what the released code used), zfnet (ZF's: biases 0).",
+                       choices=INIT_PRESETS)
     use_lrn: bool = _field(True, "Local response normalisation after conv1 and conv2.")
     # Optimisation (the paper's section 5).
     batch_size: int = _field(128, "Global batch size (split across replicas).")
@@ -151,6 +157,12 @@ class TrainConfig:
     keep_checkpoints: int = _field(5, "Keep the last K checkpoints.")
     log_every_steps: int = _field(100, "Write training summaries every N steps.")
     progress_bar: bool = _field(True, "Show a progress bar.")
+    stall_steps: int = _field(500, "Warn when the training loss stays within 1% of chance, "
+                              "ln(num_classes), for this many steps in a row (0 = never).")
+    diagnostics_every_steps: int = _field(0, "Every N steps write per-layer activation std, "
+                                          "gradient norm and update/weight ratio to "
+                                          "TensorBoard (logs/train, diagnostics/...); 0 = off "
+                                          "(no cost).")
     summary_images: bool = _field(True, "Write the conv1 kernels as an image each epoch.")
     max_steps: int = _field(0, "Stop after this many steps in all (0 = num_epochs).")
     steps_per_epoch: int = _field(0, "0 = training images // batch_size.")
@@ -171,6 +183,7 @@ class TrainConfig:
                               ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS), ("mean_mode", MEAN_MODES),
                               ("augment_on", AUGMENT_ON), ("lr_scaling", LR_SCALINGS),
+                              ("init", INIT_PRESETS),
                               ("communication", COMMUNICATIONS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
@@ -179,7 +192,8 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("num_classes", "max_steps", "steps_per_epoch", "eval_steps",
-                     "lr_max_reductions", "weight_decay", "lr_min_delta"):
+                     "lr_max_reductions", "weight_decay", "lr_min_delta", "stall_steps",
+                     "diagnostics_every_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.learning_rate > 0:

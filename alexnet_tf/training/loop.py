@@ -35,6 +35,7 @@ from alexnet_tf.distributed import strategy as strategy_lib
 from alexnet_tf.nn import precision
 from alexnet_tf.training import checkpoints
 from alexnet_tf.training import config as config_lib
+from alexnet_tf.training import diagnostics
 from alexnet_tf.training import optimizer as optimizer_lib
 from alexnet_tf.training import schedules
 from alexnet_tf.training import steps
@@ -129,7 +130,8 @@ def _build(config, model_dir: str, strategy, datasets: Datasets, task) -> _State
         raise ValueError(f"batch_size={config.batch_size} must divide by the "
                          f"{strategy.num_replicas_in_sync} replicas")
     with strategy.scope():
-        model = run_dir.build_model(config.model_spec(), config.tower_devices)
+        model = run_dir.build_model(dict(config.model_spec(), init=config.init),
+                                    config.tower_devices)
         optimizer = optimizer_lib.make_optimizer(
                 config.optimizer, learning_rate=config.learning_rate,
                 momentum=config.momentum, weight_decay=config.weight_decay,
@@ -197,6 +199,10 @@ def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, t
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     learning_rate = _LearningRate(config, state.schedule, steps_per_epoch)
+    stall = diagnostics.StallDetector(config.num_classes, config.stall_steps)
+    inspector = diagnostics.PeriodicDiagnostics(
+            state.model, config.diagnostics_every_steps if task.is_chief else 0,
+            lambda: next(iter(datasets.validation())), writers["train"])
     history = _read_history(model_dir, int(state.epoch.numpy()))
     progress = summaries.Progress(task.is_chief and config.progress_bar, config.batch_size)
     results = history[-1] if history else {}
@@ -210,11 +216,14 @@ def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, t
                                      steps_per_epoch)
                 epoch_starts = False
             learning_rate.set(state.optimizer, epoch, step)
+            inspector.before_step(step)
             loss = float(train_step(state.iterator))
             step += 1
             _check_finite(loss, step, state.manager)
             state.step.assign(step)
             _log_step(writers, progress, config, step, loss, state.optimizer)
+            inspector.after_step(step)
+            _warn(stall.update(step, loss))
             stop = _agreed_stop(strategy, task, termination)
             epoch_ends = step % steps_per_epoch == 0
             if stop or epoch_ends or step == total_steps:
@@ -275,6 +284,11 @@ def _check_finite(loss: float, step: int, manager) -> None:
                 "--learning_rate, or check the data and --precision.")
 
 
+def _warn(message: Optional[str]) -> None:
+    if message:
+        logging.warning("%s", message)
+
+
 def _log_step(writers: dict, progress, config, step: int, loss: float, optimizer) -> None:
     learning_rate = float(optimizer.learning_rate.numpy())
     images_per_second = progress.update(step, loss, learning_rate)
@@ -309,7 +323,13 @@ def _end_of_epoch(state: _State, config, model_dir: str, strategy, datasets: Dat
                   eval_step, writers, history: list, epoch: int, step: int, task) -> dict:
     """Validates, updates the schedule, logs and saves after a complete epoch."""
     results = _validate(config, strategy, datasets, eval_step, writers, state.model, step)
-    reduced = state.schedule.update(results["top1_error"])
+    results["at_chance"] = diagnostics.at_chance(results["loss"], config.num_classes)
+    if results["at_chance"] and config.lr_schedule == "plateau":
+        _warn(f"epoch {epoch + 1}: the validation loss {results['loss']:.4f} is still at "
+              f"chance (ln {config.num_classes} = "
+              f"{diagnostics.chance_loss(config.num_classes):.4f}); the plateau schedule "
+              "does not count this epoch, so it keeps the learning rate")
+    reduced = state.schedule.update(results["top1_error"], at_chance=results["at_chance"])
     state.epoch.assign(epoch + 1)
     results.update(epoch=epoch + 1, step=step,
                    learning_rate=float(state.optimizer.learning_rate.numpy()),

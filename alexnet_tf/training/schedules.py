@@ -63,8 +63,15 @@ class PlateauSchedule(tf.Module):
         del epoch  # A plateau schedule depends on the validation history only.
         return self.initial_learning_rate * self.factor ** int(self.num_reductions.numpy())
 
-    def update(self, validation_error: float) -> bool:
-        """Records one epoch's validation error; returns True when the rate was reduced."""
+    def update(self, validation_error: float, at_chance: bool = False) -> bool:
+        """Records one epoch's validation error; returns True when the rate was reduced.
+
+        An epoch whose validation loss is still at chance (`at_chance`) is not counted:
+        a network that has not left chance is not on a plateau, and reducing its rate
+        would only make it slower to leave.
+        """
+        if at_chance:
+            return False
         error = float(validation_error)
         if error < float(self.best_error.numpy()) - self.min_delta:
             self.best_error.assign(error)
@@ -106,9 +113,9 @@ class StepSchedule(tf.Module):
         passed = sum(1 for boundary in self.boundaries if epoch >= boundary)
         return self.initial_learning_rate * self.factor ** passed
 
-    def update(self, validation_error: float) -> bool:
+    def update(self, validation_error: float, at_chance: bool = False) -> bool:
         """A fixed schedule ignores validation; kept for a common interface."""
-        del validation_error
+        del validation_error, at_chance
         return False
 
 
