@@ -12,3 +12,230 @@ import tensorflow as tf  # noqa: E402
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+# Shared fixtures. Helpers that module-scoped fixtures also need are factories: a
+# session-scoped fixture that returns the function.
+
+import dataclasses  # noqa: E402
+import io  # noqa: E402
+import socket  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+import pytest  # noqa: E402
+
+from alexnet_tf import run_dir  # noqa: E402
+from alexnet_tf.data import stats as stats_lib  # noqa: E402
+from alexnet_tf.training import config as config_lib  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def repo_root(pytestconfig) -> str:
+    """The checkout's root: tools/ and flags/ are found from here, subprocesses run here."""
+    return str(pytestconfig.rootpath)
+
+
+@pytest.fixture(scope="session")
+def write_file():
+    """write_file(path, data=b"x"): writes bytes to path, making its directories."""
+    def write(path, data: bytes = b"x") -> None:
+        os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    return write
+
+
+@pytest.fixture(scope="session")
+def free_ports():
+    """free_ports(count): loopback ports that were free a moment ago (bound to port 0
+    together, read, released)."""
+    def ports(count: int) -> list:
+        probes = [socket.socket() for _ in range(count)]
+        try:
+            for probe in probes:
+                probe.bind(("127.0.0.1", 0))
+            return [probe.getsockname()[1] for probe in probes]
+        finally:
+            for probe in probes:
+                probe.close()
+    return ports
+
+
+# ------------------------------------------------------------------------------- images
+
+@pytest.fixture(scope="session")
+def random_image():
+    """random_image(height, width, seed=0): uniform noise, (height, width, 3) uint8."""
+    def make(height: int, width: int, seed: int = 0) -> np.ndarray:
+        return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return make
+
+
+@pytest.fixture(scope="session")
+def encode_image():
+    """encode_image(image, image_format="JPEG", **options) -> the file's bytes.
+
+    `image` is a (H, W, 3) uint8 array or a PIL image (any mode: CMYK, L, P...);
+    `options` go to PIL's save (quality=95...). PIL's JPEG quality is 75 by default.
+    """
+    def encode(image, image_format: str = "JPEG", **options) -> bytes:
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        buffer = io.BytesIO()
+        image.save(buffer, image_format, **options)
+        return buffer.getvalue()
+    return encode
+
+
+@pytest.fixture(scope="session")
+def labels_of():
+    """labels_of(batches): the labels of (images, labels) batches, concatenated."""
+    def labels(batches) -> np.ndarray:
+        return np.concatenate([labels.numpy() for _, labels in batches])
+    return labels
+
+
+# ------------------------------------------------------------------------------- statistics
+
+@pytest.fixture(scope="session")
+def stats():
+    """The shipped ImageNet statistics (per-channel mean, PCA), no mean image."""
+    return stats_lib.load_stats(None)
+
+
+@pytest.fixture(scope="session")
+def make_stats(stats):
+    """make_stats(mean_image=None, eigval=None): the shipped statistics with a mean image
+    and/or other PCA eigenvalues (0..255 scale)."""
+    def make(mean_image=None, eigval=None) -> stats_lib.ImageStats:
+        changes = dict(mean_image=None if mean_image is None
+                       else np.asarray(mean_image, np.float32))
+        if eigval is not None:
+            changes["eigval"] = np.asarray(eigval, np.float32)
+        return dataclasses.replace(stats, **changes)
+    return make
+
+
+# ------------------------------------------------------------------------------- training runs
+
+@pytest.fixture(scope="session")
+def randomize_weights():
+    """randomize_weights(model, seed=0): redraws every weight so outputs differ per image.
+
+    The paper's N(0, 0.01) start (unit biases in some layers) gives nearly the same output
+    and fc7 features for every image, too flat for parity, neighbour or occlusion tests.
+    Kernels are drawn N(0, 2 / fan_in) (He: ReLU layers keep their activations' scale),
+    biases are 0, and conv1's kernels are divided by 16: the network sees 0..255-scale
+    pixels, and the smaller start keeps the logits where softmax still varies with them.
+    """
+    def randomize(model, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        for weight in model.weights:
+            shape = tuple(weight.shape)
+            if len(shape) == 1:
+                weight.assign(np.zeros(shape, np.float32))
+                continue
+            scale = np.sqrt(2.0 / np.prod(shape[:-1]))
+            if weight.path.startswith("conv1/"):
+                scale /= 16.0
+            weight.assign(rng.normal(0.0, scale, shape).astype(np.float32))
+    return randomize
+
+
+@pytest.fixture(scope="session")
+def make_run(randomize_weights):
+    """make_run(model_dir, class_names, seed=0, **settings): a trained run's directory.
+
+    Written the way `train` writes it: `settings` are TrainConfig fields (input_size,
+    resize_size, mean_mode, stats_path, tower_devices...; tiny defaults: 1/16 of the
+    widths, 64x64 crops, data_dir beside model_dir), saved as config.json with its model
+    spec; labels.json lists `class_names` (synsets n00000000, n00000001...); the model
+    is built from the spec (on the tower devices, if any), its weights randomised (see
+    `randomize_weights`) and saved as checkpoint ckpt-1.
+
+    Returns:
+      {"model_dir", "config" (TrainConfig), "model", "labels", "manager"
+       (its tf.train.CheckpointManager, to save more checkpoints)}.
+    """
+    def make(model_dir, class_names, seed: int = 0, **settings) -> dict:
+        model_dir = str(model_dir)
+        values = dict(data_dir=os.path.join(os.path.dirname(model_dir), "data"),
+                      width_multiplier=0.0625, input_size=64, num_classes=len(class_names))
+        values.update(settings)
+        config = config_lib.TrainConfig(**values)
+        os.makedirs(model_dir, exist_ok=True)
+        config_lib.save(config, model_dir)
+        labels = [{"index": index, "synset": f"n{index:08d}", "name": name}
+                  for index, name in enumerate(class_names)]
+        run_dir.write_labels(model_dir, labels)
+        model = run_dir.build_model(config.model_spec(), config.tower_devices)
+        randomize_weights(model, seed)
+        manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
+                                             run_dir.checkpoint_dir(model_dir), max_to_keep=3)
+        manager.save()
+        return dict(model_dir=model_dir, config=config, model=model, labels=labels,
+                    manager=manager)
+    return make
+
+
+# ------------------------------------------------------------------------------- custom layers
+
+@pytest.fixture(scope="session")
+def check_layer_contract():
+    """check_layer_contract(layer_class, kwargs, input_shape): a custom layer's contract.
+
+    Like Keras' `run_layer_test`, for `layer_class(**kwargs)` on a random input:
+      * the output has `compute_output_shape`'s shape, called eagerly and symbolically;
+      * get_config / from_config, and keras.saving.serialize_keras_object /
+        deserialize_keras_object, give a layer of the same class and config that, with
+        the same weights, gives the same outputs;
+      * under "float32", "mixed_float16" and "mixed_bfloat16" the layer runs, returns
+        finite outputs in the policy's compute dtype, keeps float32 variables, and a
+        training call under tf.GradientTape gives a finite, not all-zero gradient for
+        every trainable weight and for the input.
+
+    Returns:
+      The float32 layer, built (for further checks).
+    """
+    def check(layer_class, kwargs: dict, input_shape) -> keras.layers.Layer:
+        x = np.random.default_rng(0).normal(0, 10, input_shape).astype(np.float32)
+        layer = layer_class(**kwargs)
+        outputs = layer(x).numpy()
+        expected_shape = tuple(layer.compute_output_shape(input_shape))
+        assert outputs.shape == expected_shape
+        symbolic = layer_class(**kwargs)(keras.Input(batch_shape=input_shape))
+        assert tuple(symbolic.shape) == expected_shape
+
+        config = layer.get_config()
+        for restored in (layer_class.from_config(config),
+                         keras.saving.deserialize_keras_object(
+                             keras.saving.serialize_keras_object(layer))):
+            assert type(restored) is layer_class
+            assert restored.get_config() == config
+            restored.build(input_shape)
+            restored.set_weights(layer.get_weights())
+            np.testing.assert_array_equal(restored(x).numpy(), outputs)
+
+        for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
+            _check_policy(layer_class, kwargs, x, policy)
+        return layer
+    return check
+
+
+def _check_policy(layer_class, kwargs, x, policy):
+    layer = layer_class(**kwargs, dtype=policy)
+    x = tf.constant(x)
+    weights = tf.constant(np.random.default_rng(1).normal(size=layer(x).shape), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs = layer(x, training=True)
+        loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * weights)
+    assert outputs.dtype == layer.compute_dtype == keras.DTypePolicy(policy).compute_dtype, policy
+    assert np.all(np.isfinite(tf.cast(outputs, tf.float32).numpy())), policy
+    assert all(weight.dtype == "float32" for weight in layer.weights), policy
+    gradients = tape.gradient(loss, [x] + layer.trainable_weights)
+    for name, gradient in zip(["input"] + [w.path for w in layer.trainable_weights], gradients):
+        assert gradient is not None, (policy, name)
+        gradient = tf.cast(gradient, tf.float32).numpy()
+        assert np.all(np.isfinite(gradient)) and np.any(gradient != 0), (policy, name)

@@ -1,0 +1,163 @@
+"""Tests for alexnet_tf.evaluation.classification and the evaluate command."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import model_source
+from alexnet_tf.data import preprocessing
+from alexnet_tf.data import schema
+from alexnet_tf.data import stats as stats_lib
+from alexnet_tf.evaluation import classification as evaluation
+from alexnet_tf.serving import saved_model as serving
+
+
+def _fake_classifier(num_classes):
+    """'Predicts' the class written in pixel [0, 0, 0] of each image."""
+    def probabilities(images):
+        return tf.one_hot(tf.cast(images[:, 0, 0, 0], tf.int32), num_classes)
+    return probabilities
+
+
+def test_evaluate_centre_crop_counts():
+    images = np.zeros((6, 4, 4, 3), np.float32)
+    images[:, 0, 0, 0] = [0, 1, 2, 3, 4, 0]
+    labels = np.array([0, 1, 2, 0, 0, 1])
+    batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    counts = evaluation.evaluate(_fake_classifier(8), batches)
+    centre = counts[evaluation.CENTRE]
+    assert (centre.num_examples, centre.top1_correct) == (6, 3)
+    assert centre.top1_error == pytest.approx(0.5)
+
+
+def test_evaluate_ten_crop_averages_and_reports_centre():
+    images = np.zeros((2, 10, 4, 4, 3), np.float32)
+    images[0, :, 0, 0, 0] = 1  # Image 0: all crops say 1 (right).
+    images[1, :6, 0, 0, 0] = 2  # Image 1: most crops say 2 (wrong), the centre says 3 (right).
+    images[1, 6:, 0, 0, 0] = 3
+    labels = np.array([1, 3])
+    batches = [(tf.constant(images), tf.constant(labels))]
+    counts = evaluation.evaluate(_fake_classifier(5), batches, ten_crop=True, centre_index=8)
+    assert counts[evaluation.TEN_CROP].top1_correct == 1
+    assert counts[evaluation.CENTRE].top1_correct == 2
+    assert counts[evaluation.TEN_CROP].top5_correct == 2
+
+
+def test_evaluate_rejects_centre_batches_in_ten_crop_mode():
+    batches = [(tf.zeros((2, 4, 4, 3)), tf.zeros((2,), tf.int64))]
+    with pytest.raises(ValueError, match="rank 5"):
+        evaluation.evaluate(_fake_classifier(3), batches, ten_crop=True)
+
+
+# End to end: a checkpointed run (make_run), validation records written with the schema,
+# evaluated in-process, through a named checkpoint and via the entry point.
+
+NUM_RECORDS = 10
+
+
+def _expected_counts(run, images, labels):
+    """Counts computed here from the model on preprocess_for_eval's ten crops."""
+    centre_top1 = centre_top5 = ten_top1 = ten_top5 = 0
+    for image, label in zip(images, labels):
+        crops = preprocessing.preprocess_for_eval(image, stats=run["stats"],
+                                                  crop_size=run["crop_size"],
+                                                  ten_crop=True)  # (10, S, S, 3)
+        crop_probabilities = tf.nn.softmax(run["model"](crops, training=False)).numpy()
+        for probabilities, counts in ((crop_probabilities[0], "centre"),
+                                      (crop_probabilities.mean(axis=0), "ten")):
+            order = np.argsort(-probabilities, kind="stable")
+            top1, top5 = int(order[0] == label), int(label in order[:5])
+            if counts == "centre":
+                centre_top1, centre_top5 = centre_top1 + top1, centre_top5 + top5
+            else:
+                ten_top1, ten_top5 = ten_top1 + top1, ten_top5 + top5
+    return (centre_top1, centre_top5), (ten_top1, ten_top5)
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tmp_path_factory, make_run, make_stats, random_image, encode_image,
+                  randomize_weights):
+    root = tmp_path_factory.mktemp("evaluation")
+    stats = make_stats(mean_image=np.random.default_rng(1).uniform(90, 140, (32, 32, 3)))
+    stats_path = str(root / stats_lib.STATS_FILE)
+    stats_lib.save_stats(stats, stats_path)
+    run = make_run(root / "run", [f"class {index}" for index in range(6)], input_size=64,
+                   mean_mode="image", stats_path=stats_path)
+    run.update(stats=stats, crop_size=run["config"].input_size)
+    images = [encode_image(random_image(200 + 13 * i, 300 - 11 * i, 100 + i))
+              for i in range(NUM_RECORDS)]
+    # Labels: the model's own centre-crop answer for half the images, its last choice for
+    # the rest, so that the counts are neither all right nor all wrong.
+    labels = []
+    for index, image in enumerate(images):
+        crop = preprocessing.preprocess_for_eval(image, stats=run["stats"],
+                                                 crop_size=run["crop_size"])
+        order = np.argsort(-run["model"](crop[None], training=False).numpy()[0], kind="stable")
+        labels.append(int(order[0] if index % 2 == 0 else order[-1]))
+    data_dir = root / "data"
+    data_dir.mkdir()
+    with tf.io.TFRecordWriter(str(data_dir / schema.shard_name(schema.VALIDATION, 0, 1))) as writer:
+        for index, (image, label) in enumerate(zip(images, labels)):
+            writer.write(schema.make_example(
+                    encoded=image, image_format="JPEG", height=0, width=0,
+                    filename=f"val_{index}.JPEG", label=label, synset=f"n0000000{label}"))
+    (data_dir / schema.LABELS_FILE).write_text(json.dumps(run["labels"]))
+    expected = _expected_counts(run, images, labels)
+    # A second, different checkpoint: the default (latest) must now differ from ckpt-1.
+    randomize_weights(run["model"], seed=5)
+    run["manager"].save()
+    return dict(run, data_dir=str(data_dir), expected=expected)
+
+
+def test_run_named_checkpoint_ten_crop(evaluated_run, tmp_path):
+    (centre_top1, centre_top5), (ten_top1, ten_top5) = evaluated_run["expected"]
+    assert 0 < centre_top1 < NUM_RECORDS
+    loaded = model_source.load(model_dir=evaluated_run["model_dir"], checkpoint="ckpt-1")
+    output = evaluation.default_output(loaded, evaluated_run["model_dir"], ten_crop=True)
+    counts = evaluation.run(evaluated_run["data_dir"], loaded, output=output, ten_crop=True,
+                            batch_size=4)
+    centre, ten = counts[evaluation.CENTRE], counts[evaluation.TEN_CROP]
+    assert (centre.num_examples, centre.top1_correct, centre.top5_correct) == (
+            NUM_RECORDS, centre_top1, centre_top5)
+    assert (ten.num_examples, ten.top1_correct, ten.top5_correct) == (
+            NUM_RECORDS, ten_top1, ten_top5)
+    assert output == os.path.join(evaluated_run["model_dir"], "eval", "ckpt-1-10crop.json")
+    written = json.loads(open(output).read())
+    assert written["source"].endswith("ckpt-1")
+    assert written[evaluation.TEN_CROP]["top1_correct"] == ten_top1
+
+
+def test_run_defaults_to_latest_checkpoint(evaluated_run, tmp_path):
+    output = str(tmp_path / "latest.json")
+    loaded = model_source.load(model_dir=evaluated_run["model_dir"])
+    counts = evaluation.run(evaluated_run["data_dir"], loaded, batch_size=8, output=output)
+    assert json.loads(open(output).read())["source"].endswith("ckpt-2")
+    assert counts[evaluation.CENTRE].num_examples == NUM_RECORDS
+
+
+@pytest.mark.slow
+def test_entry_point_on_saved_model(evaluated_run, tmp_path):
+    # Export ckpt-1, then evaluate the SavedModel alone: same counts as the checkpoint.
+    loaded = model_source.load(model_dir=evaluated_run["model_dir"], checkpoint="ckpt-1")
+    module = serving.ServingModule(loaded.keras_model, loaded.settings, labels=loaded.labels)
+    version_dir = serving.export(module, str(tmp_path / "export"), verify=False)
+    output = tmp_path / "saved_model_eval.json"
+    process = subprocess.run(
+            [sys.executable, "-m", "alexnet_tf.evaluate", f"--saved_model={version_dir}",
+             f"--data_dir={evaluated_run['data_dir']}", "--ten_crop", "--batch_size=3",
+             f"--output={output}"],
+            capture_output=True, text=True, timeout=180,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "ten crop average" in process.stdout and "top-5 error" in process.stdout
+    written = json.loads(output.read_text())
+    (centre_top1, centre_top5), (ten_top1, ten_top5) = evaluated_run["expected"]
+    assert written[evaluation.CENTRE]["top1_correct"] == centre_top1
+    assert written[evaluation.CENTRE]["top5_correct"] == centre_top5
+    assert written[evaluation.TEN_CROP]["top1_correct"] == ten_top1
+    assert written[evaluation.TEN_CROP]["top5_correct"] == ten_top5

@@ -1,0 +1,110 @@
+"""TrainConfig: validation, config.json round trip, resume compatibility, flags and flagfiles."""
+
+import dataclasses
+import json
+import os
+
+from absl import flags
+import pytest
+
+from alexnet_tf.training import config as config_lib
+from alexnet_tf import run_dir as model_dir_lib
+from alexnet_tf import train
+
+
+@pytest.fixture
+def parse_flags():
+    """Parses argv into the global FLAGS (defined by alexnet_tf.train) and resets after."""
+    def parse(*args):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["train", *args])
+        return train.config_from_flags()
+    yield parse
+    flags.FLAGS.unparse_flags()
+
+
+def test_every_field_is_a_flag_with_help():
+    for field in dataclasses.fields(config_lib.TrainConfig):
+        flag = flags.FLAGS[field.name]
+        assert flag.help.endswith(field.metadata["help"])
+        assert field.metadata["help"]
+
+
+def test_flagfile_then_override(parse_flags, repo_root):
+    config = parse_flags(f"--flagfile={repo_root}/flags/alexnet.cfg", "--data_dir=/data/x",
+                         "--model_dir=/tmp/run", "--batch_size=256", "--lr_patience=3")
+    assert config.batch_size == 256  # later flag wins over the file's 128
+    assert config.lr_patience == 3
+    assert (config.learning_rate, config.momentum, config.weight_decay) == (0.01, 0.9, 0.0005)
+    assert config.lr_schedule == "plateau" and config.lr_max_reductions == 3
+    assert config.num_epochs == 90 and config.dropout_rate == 0.5
+    assert config.optimizer == "paper_sgd"
+
+
+def test_list_flags_become_tuples(parse_flags):
+    config = parse_flags("--data_dir=/d", "--model_dir=/m", "--lr_schedule=step",
+                         "--lr_boundaries=30,60,80", "--tower_devices=/GPU:0,/GPU:1")
+    assert config.lr_boundaries == (30, 60, 80)
+    assert config.tower_devices == ("/GPU:0", "/GPU:1")
+
+
+@pytest.mark.parametrize("cfg", ["alexnet.cfg", "zfnet.cfg", "demo.cfg"])
+def test_shipped_flagfiles_parse_and_open_with_a_command(parse_flags, repo_root, cfg):
+    path = os.path.join(repo_root, "flags", cfg)
+    with open(path) as f:
+        text = f.read()
+    assert text.startswith("#") and "python3 -m alexnet_tf.train --flagfile=flags/" in text
+    config = parse_flags(f"--flagfile={path}", "--data_dir=/d", "--model_dir=/m")
+    assert config.model in ("alexnet", "zfnet")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+        (dict(batch_size=0), "batch_size"),
+        (dict(precision="fp8"), "precision"),
+        (dict(lr_schedule="step"), "lr_boundaries"),
+        (dict(dropout_rate=1.0), "dropout_rate"),
+        (dict(tower_devices=("/GPU:0",)), "tower_devices"),
+        (dict(data_dir=""), "data_dir"),
+        (dict(input_size=300), "resize_size"),
+])
+def test_bad_settings_name_the_setting(kwargs, message):
+    values = dict(data_dir="/d")
+    values.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        config_lib.TrainConfig(**values)
+
+
+def test_save_round_trip_with_model_spec(tmp_path):
+    config = config_lib.TrainConfig(data_dir="/d", num_classes=10, input_size=227,
+                                    lr_schedule="step", lr_boundaries=(2, 4))
+    config_lib.save(config, str(tmp_path))
+    saved = model_dir_lib.read_config(str(tmp_path))
+    assert saved["model"] == dict(name="alexnet", num_classes=10, input_size=227,
+                                  dropout_rate=0.5, use_lrn=True, width_multiplier=1.0,
+                                  variant="paper")
+    assert saved["stats_path"] is None
+    assert config_lib.TrainConfig.from_dict(saved) == config
+    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+def test_model_spec_needs_num_classes():
+    with pytest.raises(ValueError, match="num_classes"):
+        config_lib.TrainConfig(data_dir="/d").model_spec()
+
+
+def test_resume_compatibility():
+    saved = config_lib.TrainConfig(data_dir="/d", num_classes=10).to_dict()
+    saved = json.loads(json.dumps(saved))  # as read back from config.json
+    # Where and how long may change ...
+    config_lib.check_compatible(saved, config_lib.TrainConfig(
+            data_dir="/elsewhere", num_classes=10, num_epochs=120, strategy="mirrored"))
+    # ... what is learned may not.
+    with pytest.raises(ValueError, match=r"batch_size: saved 128, now 64(.|\n)*learning_rate"):
+        config_lib.check_compatible(saved, config_lib.TrainConfig(
+                data_dir="/d", num_classes=10, batch_size=64, learning_rate=0.02))
+    with pytest.raises(ValueError, match="deterministic"):  # changes the pipeline's graph
+        config_lib.check_compatible(saved, config_lib.TrainConfig(
+                data_dir="/d", num_classes=10, deterministic=True))
+    with pytest.raises(ValueError, match="model"):
+        config_lib.check_compatible(saved, config_lib.TrainConfig(
+                data_dir="/d", num_classes=10, width_multiplier=0.5))
