@@ -1,4 +1,5 @@
-"""TrainConfig: validation, config.json round trip, resume compatibility, flags and flagfiles."""
+"""Tests for alexnet_tf.training.config (TrainConfig: validation, config.json round trip,
+resume compatibility) and the train command's flags and flagfiles."""
 
 import dataclasses
 import json
@@ -30,15 +31,42 @@ def test_every_field_is_a_flag_with_help():
         assert field.metadata["help"]
 
 
+# flags/demo.cfg's values that differ from TrainConfig's defaults.
+DEMO_VALUES = dict(make_demo_data=True, data_dir="demo/data", input_size=112, resize_size=128,
+                   width_multiplier=0.5, mean_mode="rgb", batch_size=64, num_epochs=12,
+                   optimizer="adam", learning_rate=0.0001, lr_schedule="step",
+                   lr_boundaries=(9,), checkpoint_every_steps=100, keep_checkpoints=3,
+                   log_every_steps=10)
+
+
 def test_flagfile_then_override(parse_flags, repo_root):
-    config = parse_flags(f"--flagfile={repo_root}/flags/alexnet.cfg", "--data_dir=/data/x",
-                         "--model_dir=/tmp/run", "--batch_size=256", "--lr_patience=3")
-    assert config.batch_size == 256  # later flag wins over the file's 128
-    assert config.lr_patience == 3
+    defaults = config_lib.TrainConfig(data_dir="/d")
+    for name, value in DEMO_VALUES.items():  # Otherwise the file could be ignored unseen.
+        assert getattr(defaults, name) != value, name
+    config = parse_flags(f"--flagfile={repo_root}/flags/demo.cfg")
+    assert {name: getattr(config, name) for name in DEMO_VALUES} == DEMO_VALUES
+    # Flags are read in order: a later flag wins over the file's value, the file's value
+    # wins over an earlier flag, and the file's other values stay.
+    config = parse_flags("--input_size=64", f"--flagfile={repo_root}/flags/demo.cfg",
+                         "--batch_size=256", "--lr_boundaries=7,10", "--data_dir=/data/x")
+    assert (config.batch_size, config.lr_boundaries, config.data_dir) == (256, (7, 10), "/data/x")
+    assert (config.input_size, config.optimizer, config.learning_rate) == (112, "adam", 0.0001)
+
+
+def test_alexnet_flagfile_is_the_defaults(parse_flags, repo_root):
+    # The paper's recipe is TrainConfig's defaults: flags/alexnet.cfg must not contradict it.
+    config = parse_flags(f"--flagfile={repo_root}/flags/alexnet.cfg", "--data_dir=/d",
+                         "--model_dir=/m")
+    defaults = config_lib.TrainConfig(data_dir="/d")
+    differences = {field.name: getattr(config, field.name)
+                   for field in dataclasses.fields(config)
+                   if getattr(config, field.name) != getattr(defaults, field.name)}
+    assert differences == {}
+    # The paper's section 5.
+    assert config.batch_size == 128 and config.optimizer == "paper_sgd"
     assert (config.learning_rate, config.momentum, config.weight_decay) == (0.01, 0.9, 0.0005)
     assert config.lr_schedule == "plateau" and config.lr_max_reductions == 3
     assert config.num_epochs == 90 and config.dropout_rate == 0.5
-    assert config.optimizer == "paper_sgd"
 
 
 def test_list_flags_become_tuples(parse_flags):
