@@ -1,5 +1,6 @@
 """Tests for alexnet_tf.nn.layers: GroupedConv2D against a NumPy grouped convolution, the
-per-tower pooling, FullyConnected against Dense. (LRN: tests/test_lrn.py.)"""
+per-tower pooling, FullyConnected against Dense, and each layer's Keras contract
+(conftest.check_layer_contract). LRN: tests/nn/test_lrn.py."""
 
 import keras
 import numpy as np
@@ -103,21 +104,19 @@ def test_grouped_conv_devices_place_variables_and_ops(split_input):
     assert conv_devices[0].endswith("CPU:0") and conv_devices[1].endswith("CPU:1")
 
 
-def test_grouped_conv_serializes():
-    layer = GroupedConv2D(8, (3, 5), groups=2, strides=(1, 2), padding="same",
-                          activation="relu", kernel_initializer=keras.initializers.RandomNormal(
-                              stddev=0.01), bias_initializer=keras.initializers.Constant(1.0),
-                          kernel_regularizer=keras.regularizers.L2(5e-4),
-                          devices=["/CPU:0", "/CPU:1"], name="conv2")
-    config = keras.saving.serialize_keras_object(layer)
-    restored = keras.saving.deserialize_keras_object(config)
-    assert restored.get_config() == layer.get_config()
-    x = np.random.RandomState(7).normal(size=(1, 6, 6, 4)).astype(np.float32)
-    restored.build(x.shape)
-    layer.build(x.shape)
-    restored.set_weights(layer.get_weights())
-    np.testing.assert_array_equal(restored(x).numpy(), layer(x).numpy())
-    assert restored.group_convs[0].bias.numpy().tolist() == [1.0] * 4
+@pytest.mark.parametrize("kwargs", [
+    dict(filters=8, kernel_size=3, groups=2, padding="same", activation="relu"),
+    dict(filters=6, kernel_size=3, groups=2, strides=2, split_input=False),  # One fused conv.
+    dict(filters=8, kernel_size=(3, 5), groups=2, strides=(1, 2), padding="same",
+         activation="relu", kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+         bias_initializer=keras.initializers.Constant(1.0),
+         kernel_regularizer=keras.regularizers.L2(5e-4), devices=["/CPU:0", "/CPU:1"],
+         name="conv2"),
+], ids=["towers", "shared_input", "paper_conv2_on_devices"])
+def test_grouped_conv_layer_contract(check_layer_contract, kwargs):
+    layer = check_layer_contract(GroupedConv2D, kwargs, (2, 6, 6, 4))
+    if "bias_initializer" in kwargs:
+        assert layer.group_convs[0].bias.numpy().tolist() == [1.0] * 4
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -149,8 +148,13 @@ def test_grouped_max_pooling_matches_max_pooling_and_places_groups():
     pool_devices = sorted(op.device for op in graph.get_operations() if op.type == "MaxPool")
     assert len(pool_devices) == 2
     assert pool_devices[0].endswith("CPU:0") and pool_devices[1].endswith("CPU:1")
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(placed))
-    assert restored.get_config() == placed.get_config()
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(pool_size=3, strides=2, groups=2,
+                                             devices=["/CPU:0", "/CPU:1"])],
+                         ids=["one_device", "on_devices"])
+def test_grouped_max_pooling_layer_contract(check_layer_contract, kwargs):
+    check_layer_contract(GroupedMaxPooling2D, kwargs, (2, 13, 13, 6))
 
 
 def test_grouped_max_pooling_bad_arguments():
@@ -182,3 +186,13 @@ def test_fully_connected_equals_dense_forward_and_backward(dtype):
     assert results[0][0].dtype == np.float32 and ours(x).dtype == dense(x).dtype
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,input_shape", [
+    (dict(units=6, activation="relu"), (4, 12)),
+    (dict(units=5), (4, 12)),
+    (dict(units=5, activation="relu"), (2, 3, 12)),  # Rank 3: keras.layers.Dense's call.
+], ids=["relu", "linear", "rank_3"])
+def test_fully_connected_layer_contract(check_layer_contract, kwargs, input_shape):
+    check_layer_contract(FullyConnected, kwargs, input_shape)
+
