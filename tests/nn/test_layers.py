@@ -168,7 +168,8 @@ def test_grouped_max_pooling_bad_arguments():
 
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
 def test_fully_connected_equals_dense_forward_and_backward(dtype):
-    """Same outputs and gradients as keras.layers.Dense (issue 8's faster input gradient)."""
+    """Same outputs and gradients as keras.layers.Dense, whose input gradient it computes
+    another way."""
     x = tf.constant(np.random.RandomState(8).normal(0, 1, (4, 12)).astype(np.float32))
     ours = FullyConnected(6, activation="relu", dtype=dtype)
     dense = keras.layers.Dense(6, activation="relu", dtype=dtype)

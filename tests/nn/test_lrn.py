@@ -88,7 +88,7 @@ def test_lrn_computes_in_float32_under_mixed_precision():
 @pytest.mark.parametrize("xla", [True, False])
 @pytest.mark.parametrize("groups,beta", [(1, 0.75), (2, 0.75), (2, 0.6)])
 def test_lrn_hand_written_gradient_matches_tf_nn_lrn(groups, beta, xla):
-    """The layer's custom gradient equals TF's LRNGrad, tower by tower (issue 8's change)."""
+    """The layer's hand-written gradient equals TF's LRNGrad, tower by tower."""
     x = tf.constant(np.random.RandomState(4).normal(0, 60, (2, 3, 3, 16)).astype(np.float32))
     weights = tf.constant(np.random.RandomState(5).normal(0, 1, x.shape).astype(np.float32))
     layer = LocalResponseNormalization(beta=beta, groups=groups, xla=xla)
@@ -104,7 +104,7 @@ def test_lrn_hand_written_gradient_matches_tf_nn_lrn(groups, beta, xla):
 
 
 def test_lrn_mixed_precision_is_the_float32_result_rounded_once():
-    """Issues 2 and 5: under mixed_float16 / mixed_bfloat16 LRN computes in float32."""
+    """Under mixed_float16 / mixed_bfloat16 LRN computes in float32."""
     x = np.random.RandomState(9).normal(0, 60, (2, 3, 3, 16)).astype(np.float32)
     for policy, dtype in (("mixed_bfloat16", tf.bfloat16), ("mixed_float16", tf.float16)):
         out = LocalResponseNormalization(groups=2, dtype=policy)(x)

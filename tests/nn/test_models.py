@@ -20,7 +20,7 @@ SMALL = dict(num_classes=5, width_multiplier=0.125, input_size=67)
 
 @functools.lru_cache(maxsize=None)
 def full_model(name="alexnet", **kwargs):
-    """Full-size models are built once per test session (about a second each)."""
+    """Full-size models are built once and shared by the tests (about a second each)."""
     return models.build_model(name, **kwargs)
 
 

@@ -45,8 +45,8 @@ def test_flagfile_then_override(parse_flags, repo_root):
         assert getattr(defaults, name) != value, name
     config = parse_flags(f"--flagfile={repo_root}/flags/demo.cfg")
     assert {name: getattr(config, name) for name in DEMO_VALUES} == DEMO_VALUES
-    # Flags are read in order: a later flag wins over the file's value, the file's value
-    # wins over an earlier flag, and the file's other values stay.
+    # Flags are read in order: a flag after the file wins over the file's value, the
+    # file's value wins over a flag before it, and the file's other values stay.
     config = parse_flags("--input_size=64", f"--flagfile={repo_root}/flags/demo.cfg",
                          "--batch_size=256", "--lr_boundaries=7,10", "--data_dir=/data/x")
     assert (config.batch_size, config.lr_boundaries, config.data_dir) == (256, (7, 10), "/data/x")
