@@ -1,4 +1,5 @@
-"""Tests for alexnet_tf/data/preprocessing.py: crops, flips, PCA lighting, mean, 10 crops, eager == tf.data."""
+"""Tests for alexnet_tf.data.preprocessing: crops, flips, PCA lighting, mean, 10 crops, eager ==
+tf.data."""
 
 import numpy as np
 import pytest

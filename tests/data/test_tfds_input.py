@@ -72,7 +72,7 @@ def test_split_info(tmp_path):
 def test_trainer_trains_on_a_tfds_build(tmp_path):
     # --data_source=tfds end to end: two epochs of a tiny paper net, labels.json written.
     from alexnet_tf.training import config as config_lib
-    from alexnet_tf.training import loop as trainer
+    from alexnet_tf.training import loop
     version_dir = str(tmp_path / "imagenet2012" / "5.1.0")
     write_fake_tfds_build(version_dir, num_examples=8, num_classes=4, size=64,
                           splits=("train", "validation"))
@@ -81,7 +81,7 @@ def test_trainer_trains_on_a_tfds_build(tmp_path):
             width_multiplier=0.05, batch_size=4, num_epochs=2, progress_bar=False,
             mean_mode="rgb")
     model_dir = str(tmp_path / "run")
-    results = trainer.train_and_evaluate(config, model_dir)
+    results = loop.train_and_evaluate(config, model_dir)
     assert results["step"] == 4 and results["num_examples"] == 8
     with open(os.path.join(model_dir, "labels.json")) as f:
         assert [entry["index"] for entry in json.load(f)] == [0, 1, 2, 3]

@@ -26,9 +26,9 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.data.imagenet import convert as imagenet_convert
-from alexnet_tf import run_dir as model_dir_lib
+from alexnet_tf import run_dir
 from alexnet_tf.data import stats as stats_lib
+from alexnet_tf.data.imagenet import convert as imagenet_convert
 
 SIZE = 64  # the paper network's smallest input
 PROCESS_LIFETIME = 240  # seconds before `timeout` kills a worker, whatever happens
@@ -46,16 +46,16 @@ import json, os, sys
 import numpy as np
 from absl import flags
 from alexnet_tf import train
-from alexnet_tf.training import loop as trainer
+from alexnet_tf.training import loop
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 weights_path = f"{sys.argv.pop()}{index}.npz"
 flags.FLAGS(sys.argv)
-run_loop = trainer._loop
+run_loop = loop._loop
 def loop_and_save_weights(state, *args):
     results = run_loop(state, *args)
     np.savez(weights_path, *[variable.numpy() for variable in state.model.weights])
     return results
-trainer._loop = loop_and_save_weights
+loop._loop = loop_and_save_weights
 sys.exit(train.main([]))
 """
 
@@ -143,7 +143,7 @@ def _wait_all(processes, timeout: float) -> None:
 
 
 def _weights_of_checkpoint(model_dir: str, checkpoint=None) -> list:
-    model, _, _ = model_dir_lib.restore_model(model_dir, checkpoint)
+    model, _, _ = run_dir.restore_model(model_dir, checkpoint)
     return [variable.numpy() for variable in model.weights]
 
 
@@ -151,7 +151,7 @@ def _weights_of_checkpoint(model_dir: str, checkpoint=None) -> list:
 def test_two_workers_equal_one_process_on_the_same_global_batch(data_dir, tmp_path, repo_root,
                                                                 free_ports):
     from alexnet_tf.training import config as config_lib
-    from alexnet_tf.training import loop as trainer
+    from alexnet_tf.training import loop
     num_steps = 3
     model_dir = str(tmp_path / "two_workers")
     # The large-batch recipe, scaled down: k = 4 / 2, so the rate warms up from 0.025
@@ -175,7 +175,7 @@ def test_two_workers_equal_one_process_on_the_same_global_batch(data_dir, tmp_pa
             width_multiplier=0.0625, input_size=SIZE, resize_size=SIZE, dropout_rate=0.0,
             batch_size=4, learning_rate=0.025, seed=7, summary_images=False,
             progress_bar=False, num_epochs=num_steps, checkpoint_every_steps=1, **recipe)
-    results = trainer.train_and_evaluate(config, single_dir)
+    results = loop.train_and_evaluate(config, single_dir)
     assert results["step"] == num_steps and results["num_examples"] == 5
     # The rate used by each epoch's (only) step: warm-up, then the scaled rate.
     rates = [entry["learning_rate"] for entry in results["history"]]
@@ -184,21 +184,21 @@ def test_two_workers_equal_one_process_on_the_same_global_batch(data_dir, tmp_pa
 
     chief = _weights_of_checkpoint(model_dir)
     first_step = _weights_of_checkpoint(
-            model_dir, os.path.join(model_dir_lib.checkpoint_dir(model_dir), "ckpt-1"))
+            model_dir, os.path.join(run_dir.checkpoint_dir(model_dir), "ckpt-1"))
     assert any(not np.allclose(a, b) for a, b in zip(chief, first_step)), "weights did not move"
     for a, b, c, d in zip(worker_weights[0], worker_weights[1], chief, single):
         np.testing.assert_array_equal(a, b)  # The all-reduce gives both workers one model.
         np.testing.assert_array_equal(a, c)  # The chief's checkpoint holds that model.
         np.testing.assert_allclose(a, d, rtol=1e-4, atol=1e-6)
     # Only the chief wrote model checkpoints; each worker kept its own input position.
-    checkpoint_dir = model_dir_lib.checkpoint_dir(model_dir)
+    checkpoint_dir = run_dir.checkpoint_dir(model_dir)
     assert tf.train.latest_checkpoint(checkpoint_dir).endswith(f"ckpt-{num_steps}")
     assert sorted(os.listdir(os.path.join(checkpoint_dir, "iterators"))) == [
             "worker-00000", "worker-00001"]
 
 
 def _latest_step(model_dir: str) -> int:
-    path = tf.train.latest_checkpoint(model_dir_lib.checkpoint_dir(model_dir))
+    path = tf.train.latest_checkpoint(run_dir.checkpoint_dir(model_dir))
     return int(path.rsplit("-", 1)[1]) if path else 0
 
 

@@ -22,10 +22,10 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.data.imagenet import convert as imagenet_convert
+from alexnet_tf import run_dir
 from alexnet_tf.data import pipeline as input_pipeline
+from alexnet_tf.data.imagenet import convert as imagenet_convert
 from alexnet_tf.distributed import service
-from alexnet_tf import run_dir as model_dir_lib
 
 NUM_CLASSES, PER_CLASS, NUM_SHARDS = 3, 5, 4
 CROP, RESIZE = 56, 64  # 64: the smallest input of the paper network (the training run)
@@ -141,7 +141,7 @@ def test_pipeline_rejects_bad_service_options(data_dir, stats):
 def test_dispatcher_and_two_workers_feed_the_local_pipelines_images(data_dir, tmp_path, stats,
                                                                     repo_root, free_ports):
     from alexnet_tf.training import config as config_lib
-    from alexnet_tf.training import loop as trainer
+    from alexnet_tf.training import loop
     with _servers(repo_root) as start:
         # All three start at once (each pays TensorFlow's start-up); workers retry
         # until the dispatcher listens.
@@ -184,9 +184,9 @@ def test_dispatcher_and_two_workers_feed_the_local_pipelines_images(data_dir, tm
                 data_dir=data_dir, data_service=service, width_multiplier=0.0625,
                 input_size=RESIZE, resize_size=RESIZE, batch_size=4, max_steps=3,
                 summary_images=False, progress_bar=False)
-        results = trainer.train_and_evaluate(config, model_dir)
+        results = loop.train_and_evaluate(config, model_dir)
         assert results["step"] == 3 and np.isfinite(results["loss"])
-        saved = dict(tf.train.list_variables(model_dir_lib.latest_checkpoint(model_dir)))
+        saved = dict(tf.train.list_variables(run_dir.latest_checkpoint(model_dir)))
         assert "step/.ATTRIBUTES/VARIABLE_VALUE" in saved
         assert not any(name.startswith("iterator") for name in saved)
         assert dispatcher.poll() is None, "the dispatcher died during the run"

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from alexnet_tf import run_dir
+from alexnet_tf.distributed import strategy as strategy_lib
 from alexnet_tf.training import config as config_lib
-from alexnet_tf.distributed import strategy as distribute
-from alexnet_tf import run_dir as model_dir_lib
-from alexnet_tf.training import loop as trainer
+from alexnet_tf.training import loop
 
 SIZE = 64
 GLOBAL_BATCH = 8
@@ -22,7 +22,7 @@ def _fixed_datasets():
         image = tf.random.stateless_normal([SIZE, SIZE, 3], seed=[3, index]) * 20.0
         return image + tf.cast(label, tf.float32) * 25.0, label
     examples = tf.data.Dataset.range(32).map(make)
-    return trainer.Datasets(train=examples.repeat().batch(GLOBAL_BATCH, drop_remainder=True),
+    return loop.Datasets(train=examples.repeat().batch(GLOBAL_BATCH, drop_remainder=True),
                             validation=lambda: examples.take(16).batch(GLOBAL_BATCH),
                             num_train_examples=32, num_classes=3)
 
@@ -33,9 +33,9 @@ def _train(tmp_path, name, **overrides):
                   learning_rate=0.005, progress_bar=False, summary_images=False, seed=5)
     values.update(overrides)
     model_dir = str(tmp_path / name)
-    trainer.train_and_evaluate(config_lib.TrainConfig(**values), model_dir,
+    loop.train_and_evaluate(config_lib.TrainConfig(**values), model_dir,
                                datasets=_fixed_datasets())
-    model, _, _ = model_dir_lib.restore_model(model_dir)
+    model, _, _ = run_dir.restore_model(model_dir)
     return [w.numpy() for w in model.weights]
 
 
@@ -47,7 +47,7 @@ def test_mirrored_on_two_cpus_equals_one_device(tmp_path):
     # from the initial ones (same seed, same builder as the trainer).
     import keras
     keras.utils.set_random_seed(5)
-    initial = model_dir_lib.build_model(model_dir_lib.read_config(str(tmp_path / "single"))
+    initial = run_dir.build_model(run_dir.read_config(str(tmp_path / "single"))
                                         ["model"])
     assert any(not np.allclose(w.numpy(), s, atol=1e-6)
                for w, s in zip(initial.weights, single))
@@ -79,34 +79,34 @@ def test_tower_devices_place_each_tower(tmp_path):
 
 
 def test_tower_devices_need_one_replica():
-    strategy = distribute.create_strategy("mirrored", ("/CPU:0", "/CPU:1"))
+    strategy = strategy_lib.create_strategy("mirrored", ("/CPU:0", "/CPU:1"))
     with pytest.raises(ValueError, match="single replica"):
-        distribute.check_tower_devices(strategy, ("/CPU:0", "/CPU:1"))
+        strategy_lib.check_tower_devices(strategy, ("/CPU:0", "/CPU:1"))
 
 
 def test_create_strategy_names_and_errors():
-    assert distribute.create_strategy("default").num_replicas_in_sync == 1
-    assert distribute.create_strategy("one_device", ("/CPU:1",)).num_replicas_in_sync == 1
-    assert distribute.create_strategy("mirrored", ("/CPU:0", "/CPU:1")) \
+    assert strategy_lib.create_strategy("default").num_replicas_in_sync == 1
+    assert strategy_lib.create_strategy("one_device", ("/CPU:1",)).num_replicas_in_sync == 1
+    assert strategy_lib.create_strategy("mirrored", ("/CPU:0", "/CPU:1")) \
         .num_replicas_in_sync == 2
     with pytest.raises(ValueError, match="not a device"):
-        distribute.create_strategy("mirrored", ("/GPU:7",))
+        strategy_lib.create_strategy("mirrored", ("/GPU:7",))
     with pytest.raises(ValueError, match="strategy must be one of"):
-        distribute.create_strategy("tpu")
+        strategy_lib.create_strategy("tpu")
     with pytest.raises(ValueError, match="needs --strategy"):
-        distribute.create_strategy("default", ("/CPU:0",))
+        strategy_lib.create_strategy("default", ("/CPU:0",))
 
 
 def test_replica_slice_gives_each_replica_its_rows():
-    strategy = distribute.create_strategy("mirrored", ("/CPU:0", "/CPU:1"))
+    strategy = strategy_lib.create_strategy("mirrored", ("/CPU:0", "/CPU:1"))
     batch = tf.reshape(tf.range(8), [8, 1])
 
     @tf.function
     def run():
-        parts = strategy.run(lambda: distribute.replica_slice(batch, 2))
+        parts = strategy.run(lambda: strategy_lib.replica_slice(batch, 2))
         return strategy.experimental_local_results(parts)
 
     first, second = run()
     np.testing.assert_array_equal(first[:, 0], [0, 1, 2, 3])
     np.testing.assert_array_equal(second[:, 0], [4, 5, 6, 7])
-    assert distribute.is_chief(strategy) and distribute.num_workers(strategy) == 1
+    assert strategy_lib.is_chief(strategy) and strategy_lib.num_workers(strategy) == 1

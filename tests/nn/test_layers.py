@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.nn.layers import FullyConnected, GroupedConv2D, GroupedMaxPooling2D
+from alexnet_tf.nn.layers import FullyConnected
+from alexnet_tf.nn.layers import GroupedConv2D
+from alexnet_tf.nn.layers import GroupedMaxPooling2D
 
 
 def numpy_conv2d(x, kernel, bias, stride, padding):

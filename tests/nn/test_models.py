@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import run_dir as model_dir
+from alexnet_tf import run_dir
 from alexnet_tf.nn import models
 
 # A small paper-variant net for the tests that run data through it: every layer present,
@@ -175,7 +175,7 @@ def test_tower_devices_place_towers_and_match_one_device():
 
 
 def test_tf_checkpoint_restores_every_weight(tmp_path):
-    # model_dir.restore_model uses tf.train.Checkpoint: the grouped convolutions' weights
+    # run_dir.restore_model uses tf.train.Checkpoint: the grouped convolutions' weights
     # must be tracked by it, not only by Keras.
     model = models.alexnet(**SMALL)
     path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
@@ -190,7 +190,7 @@ def test_tf_checkpoint_restores_every_weight(tmp_path):
 def test_build_model_from_a_model_dir_spec():
     spec = {"name": "alexnet", "num_classes": 10, "variant": "paper", "input_size": 128,
             "width_multiplier": 0.25}
-    model = model_dir.build_model(spec)
+    model = run_dir.build_model(spec)
     assert model.output_shape == (None, 10)
     assert model.get_layer("pool5").output.shape[1:3] == (3, 3)  # 128 -> 31 -> 15 -> 7 -> 3
 

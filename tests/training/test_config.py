@@ -8,9 +8,9 @@ import os
 from absl import flags
 import pytest
 
-from alexnet_tf.training import config as config_lib
-from alexnet_tf import run_dir as model_dir_lib
+from alexnet_tf import run_dir
 from alexnet_tf import train
+from alexnet_tf.training import config as config_lib
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_save_round_trip_with_model_spec(tmp_path):
     config = config_lib.TrainConfig(data_dir="/d", num_classes=10, input_size=227,
                                     lr_schedule="step", lr_boundaries=(2, 4))
     config_lib.save(config, str(tmp_path))
-    saved = model_dir_lib.read_config(str(tmp_path))
+    saved = run_dir.read_config(str(tmp_path))
     assert saved["model"] == dict(name="alexnet", num_classes=10, input_size=227,
                                   dropout_rate=0.5, use_lrn=True, width_multiplier=1.0,
                                   variant="paper")

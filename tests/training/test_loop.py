@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from alexnet_tf import run_dir
 from alexnet_tf.training import config as config_lib
-from alexnet_tf.training import summaries as metrics
-from alexnet_tf import run_dir as model_dir_lib
-from alexnet_tf.training import loop as trainer
+from alexnet_tf.training import loop
+from alexnet_tf.training import summaries
 
 SIZE = 64  # The smallest input the paper variant takes.
 BATCH = 8
@@ -32,7 +32,7 @@ def tiny_datasets(num_classes=3, num_train=32, on_element=None, scale=20.0):
     if on_element is not None:
         train = train.map(on_element)
     train = train.shuffle(num_train, seed=1).repeat().batch(BATCH, drop_remainder=True)
-    return trainer.Datasets(train=train,
+    return loop.Datasets(train=train,
                             validation=lambda: _examples(12, num_classes, 7).batch(BATCH),
                             num_train_examples=num_train, num_classes=num_classes)
 
@@ -55,41 +55,41 @@ def test_run_writes_model_dir_and_restores(tmp_path):
     labels.write_text(json.dumps([{"index": i, "synset": f"n{i}", "name": ""} for i in range(3)]))
     data = tiny_datasets()
     data.labels_file = str(labels)
-    results = trainer.train_and_evaluate(tiny_config(), model_dir, datasets=data)
+    results = loop.train_and_evaluate(tiny_config(), model_dir, datasets=data)
     assert results["step"] == 8 and results["epoch"] == 2 and not results["preempted"]
     assert 0.0 <= results["top1_error"] <= 1.0 and results["num_examples"] == 12
     assert [entry["epoch"] for entry in results["history"]] == [1, 2]
-    saved = model_dir_lib.read_config(model_dir)
+    saved = run_dir.read_config(model_dir)
     assert saved["model"]["num_classes"] == 3  # resolved from the data
-    assert model_dir_lib.read_labels(model_dir)[2]["synset"] == "n2"
-    checkpoints = tf.train.get_checkpoint_state(model_dir_lib.checkpoint_dir(model_dir))
+    assert run_dir.read_labels(model_dir)[2]["synset"] == "n2"
+    checkpoints = tf.train.get_checkpoint_state(run_dir.checkpoint_dir(model_dir))
     assert checkpoints.model_checkpoint_path.endswith("ckpt-8")
-    assert os.listdir(os.path.join(model_dir, metrics.LOG_DIR, "train"))
+    assert os.listdir(os.path.join(model_dir, summaries.LOG_DIR, "train"))
     # The model_dir contract other tools rely on: rebuild from the spec and restore.
-    model, _, _ = model_dir_lib.restore_model(model_dir)
+    model, _, _ = run_dir.restore_model(model_dir)
     images = next(iter(data.validation()))[0]
     assert model(images).shape == (8, 3)
 
 
 def test_rerun_resumes_and_extends(tmp_path):
     model_dir = str(tmp_path / "run")
-    trainer.train_and_evaluate(tiny_config(num_epochs=1), model_dir, datasets=tiny_datasets())
-    results = trainer.train_and_evaluate(tiny_config(num_epochs=2), model_dir,
+    loop.train_and_evaluate(tiny_config(num_epochs=1), model_dir, datasets=tiny_datasets())
+    results = loop.train_and_evaluate(tiny_config(num_epochs=2), model_dir,
                                          datasets=tiny_datasets())
     assert results["step"] == 8
     assert [entry["epoch"] for entry in results["history"]] == [1, 2]
     with pytest.raises(ValueError, match="(?s)incompatible.*batch_size"):
-        trainer.train_and_evaluate(tiny_config(batch_size=4), model_dir,
+        loop.train_and_evaluate(tiny_config(batch_size=4), model_dir,
                                    datasets=tiny_datasets())
 
 
 def test_resume_with_another_input_pipeline_is_a_clear_error(tmp_path):
     model_dir = str(tmp_path / "run")
-    trainer.train_and_evaluate(tiny_config(num_epochs=1), model_dir, datasets=tiny_datasets())
+    loop.train_and_evaluate(tiny_config(num_epochs=1), model_dir, datasets=tiny_datasets())
     other = tiny_datasets()
     other.train = other.train.map(lambda images, labels: (images * 1.0, labels))
     with pytest.raises(RuntimeError, match="input pipeline's position"):
-        trainer.train_and_evaluate(tiny_config(num_epochs=2), model_dir, datasets=other)
+        loop.train_and_evaluate(tiny_config(num_epochs=2), model_dir, datasets=other)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
@@ -97,43 +97,43 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     # A learning rate this large makes the loss overflow within a few steps.
     config = tiny_config(learning_rate=1e12, num_epochs=50, checkpoint_every_steps=1,
                          dropout_rate=0.0)
-    with pytest.raises(trainer.NonFiniteLossError, match="last good checkpoint"):
-        trainer.train_and_evaluate(config, model_dir, datasets=tiny_datasets())
-    latest = tf.train.latest_checkpoint(model_dir_lib.checkpoint_dir(model_dir))
+    with pytest.raises(loop.NonFiniteLossError, match="last good checkpoint"):
+        loop.train_and_evaluate(config, model_dir, datasets=tiny_datasets())
+    latest = tf.train.latest_checkpoint(run_dir.checkpoint_dir(model_dir))
     if latest is not None:  # Every checkpoint kept holds finite weights.
-        model, _, _ = model_dir_lib.restore_model(model_dir)
+        model, _, _ = run_dir.restore_model(model_dir)
         assert all(np.all(np.isfinite(w)) for w in _weights(model))
 
 
 def test_sigterm_saves_and_stops(tmp_path, monkeypatch):
     model_dir = str(tmp_path / "run")
-    update = metrics.Progress.update
+    update = summaries.Progress.update
 
     def update_then_sigterm_at_step_6(self, step, loss, learning_rate):
         if step == 6:
             os.kill(os.getpid(), signal.SIGTERM)  # as a preempting scheduler would
         return update(self, step, loss, learning_rate)
 
-    monkeypatch.setattr(metrics.Progress, "update", update_then_sigterm_at_step_6)
+    monkeypatch.setattr(summaries.Progress, "update", update_then_sigterm_at_step_6)
     handler = signal.getsignal(signal.SIGTERM)
     config = tiny_config(num_epochs=20, checkpoint_every_steps=1000)
-    results = trainer.train_and_evaluate(config, model_dir, datasets=tiny_datasets())
+    results = loop.train_and_evaluate(config, model_dir, datasets=tiny_datasets())
     assert results["preempted"] and results["step"] == 6
-    latest = tf.train.latest_checkpoint(model_dir_lib.checkpoint_dir(model_dir))
+    latest = tf.train.latest_checkpoint(run_dir.checkpoint_dir(model_dir))
     assert latest.endswith("ckpt-6")
     assert signal.getsignal(signal.SIGTERM) == handler  # handler restored
 
 
 def test_sigterm_on_the_last_step_of_an_epoch_finishes_the_epoch_first(tmp_path, monkeypatch):
-    update = metrics.Progress.update
+    update = summaries.Progress.update
 
     def update_then_sigterm_at_step_4(self, step, loss, learning_rate):
         if step == 4:  # 32 images / batch 8: the last step of epoch 1
             os.kill(os.getpid(), signal.SIGTERM)
         return update(self, step, loss, learning_rate)
 
-    monkeypatch.setattr(metrics.Progress, "update", update_then_sigterm_at_step_4)
-    results = trainer.train_and_evaluate(tiny_config(num_epochs=3), str(tmp_path),
+    monkeypatch.setattr(summaries.Progress, "update", update_then_sigterm_at_step_4)
+    results = loop.train_and_evaluate(tiny_config(num_epochs=3), str(tmp_path),
                                          datasets=tiny_datasets())
     assert results["preempted"] and results["step"] == 4
     # The epoch was validated and counted before stopping, so a rerun starts epoch 2.
@@ -142,12 +142,12 @@ def test_sigterm_on_the_last_step_of_an_epoch_finishes_the_epoch_first(tmp_path,
 
 def test_transfer_learning_retrains_only_fc8(tmp_path):
     source_dir = str(tmp_path / "source")
-    trainer.train_and_evaluate(tiny_config(num_epochs=1), source_dir, datasets=tiny_datasets())
-    source, _, _ = model_dir_lib.restore_model(source_dir)
+    loop.train_and_evaluate(tiny_config(num_epochs=1), source_dir, datasets=tiny_datasets())
+    source, _, _ = run_dir.restore_model(source_dir)
     target_dir = str(tmp_path / "target")
     config = tiny_config(num_epochs=1, init_checkpoint=source_dir, trainable_layers=("fc8",))
-    trainer.train_and_evaluate(config, target_dir, datasets=tiny_datasets(num_classes=5))
-    target, saved, _ = model_dir_lib.restore_model(target_dir)
+    loop.train_and_evaluate(config, target_dir, datasets=tiny_datasets(num_classes=5))
+    target, saved, _ = run_dir.restore_model(target_dir)
     assert saved["model"]["num_classes"] == 5
     for name in ("conv1", "conv3", "fc6", "fc7"):
         for before, after in zip(source.get_layer(name).get_weights(),
@@ -158,7 +158,7 @@ def test_transfer_learning_retrains_only_fc8(tmp_path):
 
 def test_unknown_trainable_layer_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="fc9"):
-        trainer.train_and_evaluate(tiny_config(trainable_layers=("fc9",)), str(tmp_path),
+        loop.train_and_evaluate(tiny_config(trainable_layers=("fc9",)), str(tmp_path),
                                    datasets=tiny_datasets())
 
 
@@ -167,19 +167,19 @@ def test_precision_and_jit(tmp_path, precision, jit_compile):
     import keras
     model_dir = str(tmp_path / "run")
     seen = {}
-    update = metrics.Progress.update
+    update = summaries.Progress.update
 
     def record_policy(self, step, loss, learning_rate):
         seen["policy"] = keras.mixed_precision.dtype_policy().name
         return update(self, step, loss, learning_rate)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(metrics.Progress, "update", record_policy)
-        results = trainer.train_and_evaluate(
+        patch.setattr(summaries.Progress, "update", record_policy)
+        results = loop.train_and_evaluate(
                 tiny_config(num_epochs=1, precision=precision, jit_compile=jit_compile),
                 model_dir, datasets=tiny_datasets())
     assert np.isfinite(results["loss"]) and results["step"] == 4
     assert seen["policy"] == {"fp32": "float32"}.get(precision, precision)
     assert keras.mixed_precision.dtype_policy().name == "float32"  # restored afterwards
-    model, _, _ = model_dir_lib.restore_model(model_dir)  # float32 weights load as they are
+    model, _, _ = run_dir.restore_model(model_dir)  # float32 weights load as they are
     assert all(np.all(np.isfinite(w)) for w in _weights(model))

@@ -17,11 +17,11 @@ import keras
 import numpy as np
 import pytest
 
-from alexnet_tf.training import config as config_lib
-from alexnet_tf.data.imagenet import demo as demo_data
 from alexnet_tf.data.imagenet import convert as imagenet_convert
+from alexnet_tf.data.imagenet import demo as demo_data
 from alexnet_tf.distributed import strategy as strategy_lib
-from alexnet_tf.training import loop as trainer
+from alexnet_tf.training import config as config_lib
+from alexnet_tf.training import loop
 
 SUBPROCESS_TIMEOUT = 120  # seconds; a hung child fails the test instead of the suite
 
@@ -57,7 +57,7 @@ def test_two_steps_mirrored_through_converter_and_pipeline(records, tmp_path, re
     model_dir = str(tmp_path / "run")
     config = _tiny_config(records, max_steps=2, strategy="mirrored",
                           devices=("/CPU:0", "/CPU:1"))
-    results = trainer.train_and_evaluate(config, model_dir)
+    results = loop.train_and_evaluate(config, model_dir)
     assert results["step"] == 2 and results["num_examples"] == 6  # 3 classes x 2
     assert os.path.exists(os.path.join(model_dir, "labels.json"))
     # A fresh process rebuilds the model from config.json and restores the checkpoint.
@@ -80,20 +80,20 @@ _CHILD = textwrap.dedent("""
     import tensorflow as tf
     tf.config.experimental.enable_op_determinism()
     from alexnet_tf.training import config as config_lib
-    from alexnet_tf.training import summaries as metrics
+    from alexnet_tf.training import summaries
     from alexnet_tf import run_dir as model_dir
-    from alexnet_tf.training import loop as trainer
+    from alexnet_tf.training import loop
     data_dir, run_dir, out = sys.argv[1:4]
-    update = metrics.Progress.update
+    update = summaries.Progress.update
     def update_and_print(self, step, loss, learning_rate):
         print("STEP", step, flush=True)
         return update(self, step, loss, learning_rate)
-    metrics.Progress.update = update_and_print
+    summaries.Progress.update = update_and_print
     config = config_lib.TrainConfig(
         data_dir=data_dir, input_size=64, resize_size=72, width_multiplier=0.05,
         batch_size=4, mean_mode="rgb", num_epochs=2, checkpoint_every_steps=2,
         summary_images=False, seed=3)
-    trainer.train_and_evaluate(config, run_dir)
+    loop.train_and_evaluate(config, run_dir)
     model, _, _ = model_dir.restore_model(run_dir)
     np.savez(out, *[w.numpy() for w in model.weights])
     print("DONE", flush=True)
@@ -154,7 +154,7 @@ def test_augment_on_device_gives_the_same_images_and_trains(records, tmp_path):
                               devices=("/CPU:0", "/CPU:1"), mean_mode="image", num_epochs=1)
         strategy = strategy_lib.create_strategy(config.strategy, config.devices)
         keras.utils.set_random_seed(config.seed)  # as train_and_evaluate does
-        data = trainer.make_datasets(config, strategy)
+        data = loop.make_datasets(config, strategy)
         batch, _ = next(iter(data.train))
         if where == "device":
             assert batch["image"].dtype == "uint8"
@@ -162,7 +162,7 @@ def test_augment_on_device_gives_the_same_images_and_trains(records, tmp_path):
         else:
             assert data.train_augment is None
         batches[where] = batch.numpy()
-        results = trainer.train_and_evaluate(config, str(tmp_path / where))
+        results = loop.train_and_evaluate(config, str(tmp_path / where))
         assert results["step"] == 2
         losses[where] = results["loss"]  # validation loss after the 2 steps
     np.testing.assert_array_equal(batches["device"], batches["host"])

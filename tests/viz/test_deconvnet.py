@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.viz import deconvnet
 from alexnet_tf.nn import layers as alexnet_layers
 from alexnet_tf.nn import lrn
+from alexnet_tf.viz import deconvnet
 
 
 def _numpy_conv(image, kernel, stride):

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from alexnet_tf.viz import neighbors
 from alexnet_tf.viz import inputs as viz_inputs
+from alexnet_tf.viz import neighbors
 
 
 def test_nearest_matches_brute_force_across_chunks():

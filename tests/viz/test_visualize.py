@@ -5,7 +5,6 @@ import sys
 
 import pytest
 
-
 _COMMAND_LINE_SCRIPT = """
 import sys
 from absl import app

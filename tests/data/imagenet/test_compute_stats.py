@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.data.imagenet import convert as imagenet_convert
 from alexnet_tf.data import schema
 from alexnet_tf.data import stats as stats_lib
 from alexnet_tf.data.imagenet import compute_stats as stats_compute
+from alexnet_tf.data.imagenet import convert as imagenet_convert
 
 SIZE = 16
 

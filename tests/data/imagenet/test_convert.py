@@ -18,8 +18,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.data.imagenet import convert as imagenet_convert
 from alexnet_tf.data import schema
+from alexnet_tf.data.imagenet import convert as imagenet_convert
 
 SYNSETS = ("n00000001", "n00000002", "n00000003")
 COLOURS = ((200, 30, 30), (30, 200, 30), (30, 30, 200))

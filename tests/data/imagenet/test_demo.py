@@ -10,10 +10,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from alexnet_tf.data.imagenet import demo as demo_data
-from alexnet_tf.data.imagenet import convert as imagenet_convert
-from alexnet_tf.data.imagenet import files as imagenet_files
 from alexnet_tf.data import schema
+from alexnet_tf.data.imagenet import convert as imagenet_convert
+from alexnet_tf.data.imagenet import demo as demo_data
+from alexnet_tf.data.imagenet import files as imagenet_files
 
 SMALL = dict(num_classes=4, num_train_per_class=5, num_val_per_class=3)
 

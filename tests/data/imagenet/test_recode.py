@@ -8,8 +8,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from alexnet_tf.data.imagenet import recode as image_recode
 from alexnet_tf.data import preprocessing
+from alexnet_tf.data.imagenet import recode as image_recode
 
 
 def decode(data: bytes) -> np.ndarray:
