@@ -76,7 +76,7 @@ def predict_files(loaded, paths: Sequence[str], out: TextIO = sys.stdout,
             # One image per call: a bad file fails alone.
             outputs = serve(image_bytes=tf.constant([image_bytes]))
         except tf.errors.InvalidArgumentError as error:
-            print(f"error: {path}: not a decodable JPEG or PNG image "
+            print(f"error: {path}: not a decodable image, {preprocessing.IMAGE_FORMATS} "
                   f"({error_reason(error.message)})", file=err)
             num_failed += 1
             continue

@@ -43,3 +43,26 @@ def test_large_blocks_come_from_the_heap_after_tuning(repo_root):
     untouched = _run("0", repo_root)
     assert untouched[0] == "False False"
     assert untouched[1] == "new_mmapped_chunks 1"
+
+
+_NOTICES = ("absl::InitializeLog", "oneDNN custom operations", "cuda drivers",
+            "cpu_feature_guard", "cuInit")
+
+
+def _predict_stderr(tmp_path, quiet: str) -> str:
+    env = dict(os.environ, ALEXNET_TF_QUIET=quiet)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    result = subprocess.run(
+            [sys.executable, "-m", "alexnet_tf.predict", f"--saved_model={tmp_path}/none",
+             f"{tmp_path}/x.jpg"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    return result.stderr
+
+
+def test_commands_keep_tensorflows_start_up_notices_off_stderr(tmp_path):
+    quiet = _predict_stderr(tmp_path, "1")
+    assert "error: --saved_model=" in quiet  # what the user needs is still there
+    assert not [notice for notice in _NOTICES if notice in quiet], quiet
+    loud = _predict_stderr(tmp_path, "0")
+    if not any(notice in loud for notice in _NOTICES):
+        pytest.skip("this TensorFlow prints no start-up notices here")

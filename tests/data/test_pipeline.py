@@ -298,3 +298,33 @@ def test_a_whole_chunk_of_bad_records_is_counted(tmp_path, stats, monkeypatch, l
     assert int(counter.numpy()) == len(broken)
     with pytest.raises(tf.errors.InvalidArgumentError, match="bad record"):
         list(build(data_dir, stats, training=False))
+
+
+def test_pipeline_image_k_is_preprocess_for_train_of_record_k(tmp_path, random_image,
+                                                               encode_image):
+    """The training pipeline gives, for the record at stream position k, exactly
+    preprocess_for_train(record, seed=(augment_seed(seed), k)): the documented reference.
+    One shard and a shuffle buffer of 1 put record k at position k."""
+    images = [encode_image(random_image(40 + 7 * index, 52, seed=index)) for index in range(6)]
+    with tf.io.TFRecordWriter(str(tmp_path / schema.shard_name(schema.TRAIN, 0, 1))) as writer:
+        for index, encoded in enumerate(images):
+            writer.write(schema.make_example(encoded=encoded, image_format="JPEG", height=0,
+                                             width=0, filename=f"{index}.jpg",
+                                             label=index % 2, synset="n0"))
+    rng = np.random.default_rng(3)
+    stats = stats_lib.ImageStats(mean_rgb=np.array([120.0, 110.0, 100.0]),
+                                 eigval=np.array([50.0, 5.0, 1.0]), eigvec=np.eye(3),
+                                 mean_image=rng.uniform(80, 160, (40, 40, 3)))
+    seed = 5
+    dataset = input_pipeline.build_dataset(
+            str(tmp_path), schema.TRAIN, global_batch_size=3, training=True, seed=seed,
+            stats=stats, crop_size=24, resize_size=32, mean_mode="image", shuffle_buffer=1,
+            num_epochs=1, num_classes=2)
+    got = np.concatenate([batch.numpy() for batch, _ in dataset])
+    assert got.shape == (6, 24, 24, 3)
+    first = input_pipeline.augment_seed(seed)
+    for position, encoded in enumerate(images):
+        expected = preprocessing.preprocess_for_train(
+                tf.constant(encoded), tf.constant([first, position], tf.int64), stats=stats,
+                crop_size=24, resize_size=32, mean_mode="image").numpy()
+        np.testing.assert_array_equal(got[position], expected)

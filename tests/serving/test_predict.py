@@ -55,7 +55,8 @@ def test_predict_reports_bad_files_and_still_runs_the_others(cli_export):
                              good[0], cli_export["missing"], cli_export["bad"], good[1], good[2])
     assert process.returncode == 1
     assert f"error: {cli_export['missing']}: cannot read the file" in process.stderr
-    assert f"error: {cli_export['bad']}: not a decodable JPEG or PNG image (" in process.stderr
+    assert (f"error: {cli_export['bad']}: not a decodable image, "
+            f"{preprocessing.IMAGE_FORMATS} (") in process.stderr
     assert "Graph execution error" not in process.stderr
     assert "2 of 5 images failed" in process.stderr
     blocks = _top5_blocks(process.stdout)

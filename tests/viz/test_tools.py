@@ -123,3 +123,20 @@ def test_saved_model_needs_model_dir_for_layers(viz_run, tmp_path):
     assert occluded["results"][0].activation is None  # probability map only
     with pytest.raises(ValueError, match="--model_dir"):
         viz_tools.run_kernels(alone, str(tmp_path / "k.png"))
+
+
+def test_saved_model_alone_keeps_the_class_names(viz_run, tmp_path):
+    """An export carries labels.json: a SavedModel alone (its export directory) names the
+    classes, and --true_labels takes class names."""
+    from alexnet_tf import model_source
+    from alexnet_tf.serving import saved_model as serving
+    loaded = viz_run["loaded"]
+    module = serving.ServingModule(loaded.keras_model, loaded.settings, labels=loaded.labels)
+    export_dir = str(tmp_path / "export")
+    serving.export(module, export_dir, verify=False)
+    alone = model_source.load(saved_model=export_dir)  # the base directory: highest version
+    assert alone.keras_model is None and alone.labels == loaded.labels
+    records = viz_inputs.read_images(viz_run["files"][:2])
+    summary = viz_tools.run_predictions(alone, records, str(tmp_path / "p.png"),
+                                        true_labels=["blue", "red"])
+    assert summary["true"] == [2, 0]
