@@ -44,7 +44,7 @@ AUGMENT_ON = ("host", "device")
 # not what is learned. Everything else must equal the saved config.json.
 RESUMABLE_CHANGES = frozenset({
         "data_dir", "tfds_data_dir", "num_epochs", "checkpoint_every_steps", "keep_checkpoints",
-        "log_every_steps", "strategy", "devices", "tower_devices", "jit_compile",
+        "log_every_steps", "train_images", "strategy", "devices", "tower_devices", "jit_compile",
         "progress_bar", "make_demo_data", "demo_dir", "max_steps", "summary_images",
         "data_service", "communication", "stall_steps", "diagnostics_every_steps",
 })
@@ -105,7 +105,11 @@ class TrainConfig:
     use_lrn: bool = _field(True, "Local response normalisation after conv1 and conv2.")
     # Optimisation (the paper's section 5).
     batch_size: int = _field(128, "Global batch size (split across replicas).")
-    num_epochs: int = _field(90, "Epochs to train.")
+    num_epochs: int = _field(90, "Epochs to train (unless --train_images).")
+    train_images: int = _field(0, "Train on this many images in all (train_images / "
+                               "batch_size steps), whatever the dataset's size; the step "
+                               "schedule's --lr_boundaries then count images too. 0: "
+                               "--num_epochs epochs.")
     learning_rate: float = _field(0.01, "Initial learning rate.")
     optimizer: str = _field("paper_sgd", "paper_sgd: the paper's update (momentum, weight "
                             "decay inside it); adam: Keras Adam, no weight decay (a "
@@ -118,7 +122,8 @@ class TrainConfig:
     lr_patience: int = _field(5, "Plateau: epochs without improvement before a reduction.")
     lr_max_reductions: int = _field(3, "Plateau: at most this many reductions.")
     lr_min_delta: float = _field(0.001, "Plateau: smallest drop in top-1 error that counts.")
-    lr_boundaries: Tuple[int, ...] = _field((), "Step schedule: epochs at which to reduce.")
+    lr_boundaries: Tuple[int, ...] = _field((), "Step schedule: epochs at which to reduce "
+                                            "(images seen, with --train_images).")
     lr_scaling: str = _field("none", "Large batches: scale learning_rate, which suits "
                              "lr_base_batch_size, by k = batch_size / lr_base_batch_size "
                              "(linear, Goyal et al.) or sqrt(k); none keeps it.",
@@ -193,6 +198,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("num_classes", "max_steps", "steps_per_epoch", "eval_steps",
                      "lr_max_reductions", "weight_decay", "lr_min_delta", "stall_steps",
+                     "train_images",
                      "diagnostics_every_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")

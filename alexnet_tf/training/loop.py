@@ -196,6 +196,9 @@ def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, t
     steps_per_epoch = config.steps_per_epoch or max(
             1, datasets.num_train_examples // config.batch_size)
     total_steps = config.num_epochs * steps_per_epoch
+    if config.train_images:  # A budget in images: the same for any dataset size.
+        total_steps = -(-config.train_images // config.batch_size)
+    num_epochs = -(-total_steps // steps_per_epoch)
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     learning_rate = _LearningRate(config, state.schedule, steps_per_epoch)
@@ -212,7 +215,7 @@ def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, t
         while step < total_steps:
             epoch = step // steps_per_epoch
             if epoch_starts:
-                progress.start_epoch(epoch, config.num_epochs, step - epoch * steps_per_epoch,
+                progress.start_epoch(epoch, num_epochs, step - epoch * steps_per_epoch,
                                      steps_per_epoch)
                 epoch_starts = False
             learning_rate.set(state.optimizer, epoch, step)
@@ -254,12 +257,15 @@ def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, t
 class _LearningRate:
     """The rate of each step: the schedule's, ramped up during a gradual warm-up.
 
-    Warm-up (Goyal et al.) rises linearly over warmup_epochs from the base rate to the
-    rate scaled for a large batch (from 0 when there is no scaling).
+    The schedule is asked at the current epoch, or, when the run's budget is in images
+    (--train_images), at the number of images seen. Warm-up (Goyal et al.) rises
+    linearly over warmup_epochs from the base rate to the rate scaled for a large batch
+    (from 0 when there is no scaling).
     """
 
     def __init__(self, config, schedule, steps_per_epoch: int):
         self._schedule = schedule
+        self._images_per_step = config.batch_size if config.train_images else 0
         self._warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
         peak = schedule.learning_rate(0)
         self._warmup_start = (config.learning_rate / peak if peak > config.learning_rate
@@ -268,7 +274,8 @@ class _LearningRate:
 
     def set(self, optimizer, epoch: int, step: int) -> None:
         """Assigns the rate for `step` (0-based, about to run) of `epoch` if it changed."""
-        rate = self._schedule.learning_rate(epoch)
+        rate = self._schedule.learning_rate(
+                step * self._images_per_step if self._images_per_step else epoch)
         if step <= self._warmup_steps:
             rate *= schedules.warmup_multiplier(step, self._warmup_steps, self._warmup_start)
         if rate != self._current:

@@ -93,7 +93,8 @@ class StepSchedule(tf.Module):
     Args:
       initial_learning_rate: rate before the first boundary.
       boundaries: increasing 0-based epochs at which the rate is multiplied by `factor`
-        (e.g. (30, 60, 80): epochs 30.. use lr * 0.1).
+        (e.g. (30, 60, 80): epochs 30.. use lr * 0.1), or numbers of images seen when
+        the run's budget is in images: `learning_rate` is then given images seen.
       factor: the multiplier.
     """
 
@@ -103,13 +104,14 @@ class StepSchedule(tf.Module):
         _check_factor(factor)
         boundaries = [int(b) for b in boundaries]
         if any(b <= 0 for b in boundaries) or boundaries != sorted(set(boundaries)):
-            raise ValueError(f"step boundaries must be strictly increasing epochs > 0, "
+            raise ValueError(f"step boundaries must be strictly increasing and > 0, "
                              f"got {boundaries!r}")
         self.initial_learning_rate = float(initial_learning_rate)
         self.boundaries = tuple(boundaries)
         self.factor = float(factor)
 
     def learning_rate(self, epoch: int) -> float:
+        """The rate at `epoch` (or at so many images seen: the boundaries' unit)."""
         passed = sum(1 for boundary in self.boundaries if epoch >= boundary)
         return self.initial_learning_rate * self.factor ** passed
 
