@@ -81,7 +81,8 @@ class LayerProbe:
 
 def weights_snapshot(model: keras.Model) -> Dict[str, List[np.ndarray]]:
     """A copy of each weighted layer's trainable weights."""
-    return {name: [np.array(weight) for weight in model.get_layer(name).trainable_weights]
+    return {name: [np.array(weight.numpy())
+                   for weight in model.get_layer(name).trainable_weights]
             for name in weighted_layers(model)}
 
 
@@ -89,7 +90,7 @@ def update_ratios(before: Dict[str, List[np.ndarray]], model: keras.Model) -> Di
     """||w_now - w_before|| / ||w_before|| per layer (all of the layer's weights together)."""
     ratios = {}
     for name, old in before.items():
-        new = [np.asarray(weight) for weight in model.get_layer(name).trainable_weights]
+        new = [weight.numpy() for weight in model.get_layer(name).trainable_weights]
         change = math.sqrt(sum(float(np.sum((n - o) ** 2)) for n, o in zip(new, old)))
         size = math.sqrt(sum(float(np.sum(o ** 2)) for o in old))
         ratios[name] = change / size if size > 0 else float("nan")

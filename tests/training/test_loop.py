@@ -183,3 +183,27 @@ def test_precision_and_jit(tmp_path, precision, jit_compile):
     assert keras.mixed_precision.dtype_policy().name == "float32"  # restored afterwards
     model, _, _ = run_dir.restore_model(model_dir)  # float32 weights load as they are
     assert all(np.all(np.isfinite(w)) for w in _weights(model))
+
+
+def test_a_budget_in_images_sets_the_steps_and_the_schedule(tmp_path):
+    """--train_images: ceil(images / batch) steps whatever the epochs; the step schedule's
+    boundaries count images (here the rate drops after 4 steps x 8 images)."""
+    config = tiny_config(train_images=6 * BATCH + 1, num_epochs=1, lr_schedule="step",
+                         lr_boundaries=(4 * BATCH,), learning_rate=0.01)
+    results = loop.train_and_evaluate(config, str(tmp_path / "run"), datasets=tiny_datasets())
+    assert results["step"] == 7  # ceil(49 / 8), past num_epochs=1 (4 steps an epoch)
+    rates = summaries_scalars(str(tmp_path / "run"), "learning_rate")
+    assert rates[2] == pytest.approx(0.01) and rates[6] == pytest.approx(0.001)
+
+
+def summaries_scalars(model_dir, tag):
+    from tensorboard.backend.event_processing import event_accumulator
+    values = {}
+    for name in os.listdir(os.path.join(model_dir, "logs", "train")):
+        accumulator = event_accumulator.EventAccumulator(
+                os.path.join(model_dir, "logs", "train", name),
+                size_guidance={event_accumulator.TENSORS: 0})
+        accumulator.Reload()
+        for event in accumulator.Tensors(tag):
+            values[event.step] = float(tf.make_ndarray(event.tensor_proto))
+    return values
