@@ -34,7 +34,7 @@ def test_every_field_is_a_flag_with_help():
 # flags/demo.cfg's values that differ from TrainConfig's defaults.
 DEMO_VALUES = dict(make_demo_data=True, data_dir="demo/data", init="cuda_convnet2",
                    input_size=112, resize_size=128, width_multiplier=0.5, mean_mode="rgb",
-                   train_images=128000, lr_schedule="step", lr_boundaries=(96000, 115200),
+                   train_images=256000, lr_schedule="step", lr_boundaries=(192000, 230400),
                    checkpoint_every_steps=200, keep_checkpoints=3, log_every_steps=10)
 
 
@@ -49,7 +49,7 @@ def test_flagfile_then_override(parse_flags, repo_root):
     config = parse_flags("--input_size=64", f"--flagfile={repo_root}/flags/demo.cfg",
                          "--batch_size=256", "--lr_boundaries=7,10", "--data_dir=/data/x")
     assert (config.batch_size, config.lr_boundaries, config.data_dir) == (256, (7, 10), "/data/x")
-    assert (config.input_size, config.init, config.train_images) == (112, "cuda_convnet2", 128000)
+    assert (config.input_size, config.init, config.train_images) == (112, "cuda_convnet2", 256000)
 
 
 def test_demo_trains_with_the_papers_optimizer(parse_flags, repo_root):
