@@ -7,6 +7,7 @@
     checkpoints/         tf.train.CheckpointManager directory, ckpt-<step>; each
                          checkpoint holds at least `model=`
     train_history.json   validation results per epoch
+    config_history.json  the settings a resumed run changed, and from which checkpoint
     logs/train, logs/validation   TensorBoard
     eval/                evaluate's results, one JSON per checkpoint
 
@@ -27,6 +28,7 @@ CONFIG_FILE = "config.json"
 LABELS_FILE = schema.LABELS_FILE
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "train_history.json"
+CONFIG_HISTORY_FILE = "config_history.json"  # settings changed when the run resumed
 LOG_DIR = "logs"
 EVAL_DIR = "eval"
 

@@ -40,6 +40,13 @@ def make_checkpoint(*, model, optimizer, step, epoch, lr_schedule, iterator) -> 
                                lr_schedule=lr_schedule, **extra)
 
 
+def all_finite(variables) -> bool:
+    """Whether every floating-point value in `variables` is finite (one reduction each)."""
+    checks = [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(variable)))
+              for variable in variables if tf.as_dtype(variable.dtype).is_floating]
+    return bool(tf.reduce_all(checks).numpy()) if checks else True
+
+
 def make_manager(checkpoint: tf.train.Checkpoint, directory: str,
                  keep_checkpoints: int) -> tf.train.CheckpointManager:
     """A CheckpointManager keeping the last `keep_checkpoints`, named by global step."""

@@ -47,6 +47,10 @@ RESUMABLE_CHANGES = frozenset({
         "log_every_steps", "train_images", "strategy", "devices", "tower_devices", "jit_compile",
         "progress_bar", "make_demo_data", "demo_dir", "max_steps", "summary_images",
         "data_service", "communication", "stall_steps", "diagnostics_every_steps",
+        # The learning rate and the schedule's settings: the way out of a run that
+        # diverged or stalls. Changes are recorded in model_dir/config_history.json.
+        "learning_rate", "lr_factor", "lr_patience", "lr_max_reductions", "lr_min_delta",
+        "lr_boundaries", "warmup_epochs",
 })
 
 
@@ -309,6 +313,13 @@ def check_compatible(saved: dict, config: TrainConfig) -> None:
     if differences:
         raise ValueError("model_dir holds a run with incompatible settings; use another "
                          "--model_dir or the saved values:\n  " + "\n  ".join(differences))
+
+
+def changed_settings(saved: dict, config: TrainConfig) -> dict:
+    """{setting: [saved value, new value]} for every setting a resumed run changes."""
+    new = config.to_dict()
+    return {key: [saved[key], value] for key, value in new.items()
+            if key in saved and key != "model" and saved[key] != value}
 
 
 def save(config: TrainConfig, model_dir: str) -> str:

@@ -113,6 +113,8 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool):
     if saved is not None:
         config_lib.check_compatible(saved, config)
     if chief:
+        if saved is not None:
+            _record_changes(model_dir, config_lib.changed_settings(saved, config))
         config_lib.save(config, model_dir)
         labels = datasets.labels
         if datasets.labels_file and os.path.exists(datasets.labels_file):
@@ -121,6 +123,21 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool):
         if labels:
             run_dir.write_labels(model_dir, labels)
     return config
+
+
+def _record_changes(model_dir: str, changes: dict) -> None:
+    """Appends the settings a resume changes to model_dir/config_history.json."""
+    if not changes:
+        return
+    path = os.path.join(model_dir, run_dir.CONFIG_HISTORY_FILE)
+    history = []
+    if os.path.exists(path):
+        with open(path) as f:
+            history = json.load(f)
+    history.append(dict(resumed_from=tf.train.latest_checkpoint(run_dir.checkpoint_dir(model_dir)),
+                        changes=changes))
+    atomic.write_json(path, history)
+    logging.info("Resuming with changed settings (recorded in %s): %s", path, changes)
 
 
 def _build(config, model_dir: str, strategy, datasets: Datasets, task) -> _State:
@@ -352,6 +369,18 @@ def _end_of_epoch(state: _State, config, model_dir: str, strategy, datasets: Dat
 
 
 def _save(state: _State, strategy, step: int) -> str:
+    """Saves a checkpoint of `step`, never one with non-finite weights or optimizer slots.
+
+    Raises:
+      NonFiniteLossError: a weight or slot is NaN or Inf (nothing is written, so the
+        latest checkpoint stays the last good one).
+    """
+    if not checkpoints.all_finite(state.model.variables + state.optimizer.variables):
+        raise NonFiniteLossError(
+                f"weights or optimizer slots are NaN or Inf at step {step} (the loss can stay "
+                "finite for a step or two after the weights overflow): not saving them; the "
+                f"last good checkpoint is {state.manager.latest_checkpoint}. Rerun with a "
+                "lower --learning_rate (allowed on resume), or check the data and --precision.")
     if state.iterator_checkpoint is not None:
         state.iterator_checkpoint.save(step)
         # Barrier: every worker's input position is on disk before the chief's

@@ -135,10 +135,17 @@ def test_resume_compatibility():
     # Where and how long may change ...
     config_lib.check_compatible(saved, config_lib.TrainConfig(
             data_dir="/elsewhere", num_classes=10, num_epochs=120, strategy="mirrored"))
+    # ... so may the learning rate and the schedule's settings (the way out of a diverged
+    # or stalled run), which are recorded ...
+    lowered = config_lib.TrainConfig(data_dir="/d", num_classes=10, learning_rate=0.001,
+                                     lr_patience=2)
+    config_lib.check_compatible(saved, lowered)
+    assert config_lib.changed_settings(saved, lowered) == {
+            "learning_rate": [0.01, 0.001], "lr_patience": [5, 2]}
     # ... what is learned may not.
-    with pytest.raises(ValueError, match=r"batch_size: saved 128, now 64(.|\n)*learning_rate"):
+    with pytest.raises(ValueError, match=r"init: saved .paper., now .caffe.(.|\n)*batch_size"):
         config_lib.check_compatible(saved, config_lib.TrainConfig(
-                data_dir="/d", num_classes=10, batch_size=64, learning_rate=0.02))
+                data_dir="/d", num_classes=10, batch_size=64, init="caffe"))
     with pytest.raises(ValueError, match="deterministic"):  # changes the pipeline's graph
         config_lib.check_compatible(saved, config_lib.TrainConfig(
                 data_dir="/d", num_classes=10, deterministic=True))

@@ -92,6 +92,40 @@ def test_resume_with_another_input_pipeline_is_a_clear_error(tmp_path):
         loop.train_and_evaluate(tiny_config(num_epochs=2), model_dir, datasets=other)
 
 
+@pytest.mark.parametrize("learning_rate", [1e39, 1000.0])
+def test_no_checkpoint_ever_holds_non_finite_weights(tmp_path, learning_rate):
+    """Weights can overflow while the loss still looks finite: the save refuses them, so
+    every checkpoint kept (and the one named "last good") is finite; a lower learning
+    rate is then an allowed change on resume, recorded in config_history.json."""
+    model_dir = str(tmp_path / "run")
+    config = tiny_config(learning_rate=learning_rate, num_epochs=50, checkpoint_every_steps=1,
+                         dropout_rate=0.0)
+    with pytest.raises(loop.NonFiniteLossError, match="last good checkpoint") as error:
+        loop.train_and_evaluate(config, model_dir, datasets=tiny_datasets())
+    manager_dir = run_dir.checkpoint_dir(model_dir)
+    prefixes = tf.train.get_checkpoint_state(manager_dir)
+    kept = list(prefixes.all_model_checkpoint_paths) if prefixes else []
+    for prefix in kept:
+        model, _, _ = run_dir.restore_model(model_dir, prefix)
+        assert all(np.all(np.isfinite(w)) for w in _weights(model)), prefix
+        reader = tf.train.load_checkpoint(prefix)  # the optimizer's slots too
+        for name, dtype in reader.get_variable_to_dtype_map().items():
+            if dtype.is_floating and name.startswith(("model", "optimizer")):
+                assert np.all(np.isfinite(reader.get_tensor(name))), (prefix, name)
+    latest = tf.train.latest_checkpoint(manager_dir)
+    assert str(latest) in str(error.value)
+    if latest is not None:
+        # The resume is accepted (before, a changed learning rate was refused).
+        results = loop.train_and_evaluate(tiny_config(learning_rate=1e-4, num_epochs=50,
+                                                      max_steps=int(latest.split("-")[-1]),
+                                                      dropout_rate=0.0),
+                                          model_dir, datasets=tiny_datasets())
+        assert results["step"] == int(latest.split("-")[-1])
+        with open(os.path.join(model_dir, run_dir.CONFIG_HISTORY_FILE)) as f:
+            history = json.load(f)
+        assert history[-1]["changes"]["learning_rate"] == [learning_rate, 1e-4]
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     model_dir = str(tmp_path / "run")
     # A learning rate this large makes the loss overflow within a few steps.
