@@ -19,6 +19,11 @@ worker can read (a shared filesystem or gs://). The server runs until killed (SI
 or SIGINT). Once the server listens it prints one line to stdout, e.g.
 `dispatcher listening on grpc://localhost:5050`, so a script that starts a dispatcher
 with `--port=0` learns the port the system picked.
+
+Security: the servers listen on every interface with no authentication (TensorFlow's
+tf.data service has none), so anyone who reaches the port can send work or read
+batches. Run them only inside a trusted network with the ports firewalled (BUILD.md,
+"Open ports").
 """
 
 from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)

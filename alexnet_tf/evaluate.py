@@ -28,6 +28,9 @@ _MAX_BATCHES = flags.DEFINE_integer("max_batches", None, "Stop after this many b
                                     "(a quick check); default: the whole split.", lower_bound=1)
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the JSON result.")
 _PROGRESS_BAR = flags.DEFINE_boolean("progress_bar", True, "Show a progress bar.")
+_ACCEPT_CHANGED_DATA = flags.DEFINE_boolean(
+        "accept_changed_data", False, "Evaluate shards that differ from what the converter's "
+        "manifest records; by default that is an error naming the file.")
 
 flags.mark_flag_as_required("data_dir")
 
@@ -40,15 +43,16 @@ def main(argv):
     startup.tune_malloc()
     try:
         loaded = model_flags.load("evaluate")
+        output = _OUTPUT.value or classification.default_output(
+                loaded, model_flags.MODEL_DIR.value, _TEN_CROP.value)
+        counts = classification.run(_DATA_DIR.value, loaded, output=output,
+                                    ten_crop=_TEN_CROP.value, batch_size=_BATCH_SIZE.value,
+                                    max_batches=_MAX_BATCHES.value,
+                                    show_progress=_PROGRESS_BAR.value,
+                                    accept_changed_data=_ACCEPT_CHANGED_DATA.value)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    output = _OUTPUT.value or classification.default_output(
-            loaded, model_flags.MODEL_DIR.value, _TEN_CROP.value)
-    counts = classification.run(_DATA_DIR.value, loaded, output=output,
-                                ten_crop=_TEN_CROP.value, batch_size=_BATCH_SIZE.value,
-                                max_batches=_MAX_BATCHES.value,
-                                show_progress=_PROGRESS_BAR.value)
     print(f"{loaded.description} on {_DATA_DIR.value}")
     print(metrics.format_table(counts))
     print(f"wrote {output}")

@@ -327,6 +327,41 @@ def read_manifest(data_dir: str) -> Optional[dict]:
         return json.load(f)
 
 
+def verify_shards(data_dir: str, split: str) -> None:
+    """Checks `split`'s shard files against what the converter's manifest recorded.
+
+    Every shard the manifest lists must be there with the size it was written with (or,
+    for manifests without sizes, not empty when it holds images), and no other shard may
+    be: a replaced, truncated or stray shard would otherwise change the data silently.
+    Directories without a manifest (not the converter's) are not checked.
+
+    Raises:
+      ValueError: naming the first shard that differs and what was expected.
+    """
+    manifest = read_manifest(data_dir)
+    if manifest is None or split not in manifest.get("splits", {}):
+        return
+    hint = ("reconvert it (tools/convert_imagenet.py resumes), or pass "
+            "--accept_changed_data to use the data as it is")
+    expected = {shard["name"]: shard for shard in manifest["splits"][split].get("shards", [])}
+    for name, shard in sorted(expected.items()):
+        path = os.path.join(data_dir, name)
+        if not os.path.exists(path):
+            raise ValueError(f"{path}: missing; the converter wrote it ({schema.MANIFEST_FILE}): "
+                             f"{hint}")
+        size = os.path.getsize(path)
+        if shard.get("num_bytes") is not None and size != shard["num_bytes"]:
+            raise ValueError(f"{path}: {size} bytes, but the converter wrote {shard['num_bytes']} "
+                             f"({shard['num_images']} images): the shard was changed; {hint}")
+        if size == 0 and shard.get("num_images"):
+            raise ValueError(f"{path}: empty, but the converter wrote {shard['num_images']} "
+                             f"images into it: {hint}")
+    for path in list_shards(data_dir, split):
+        if os.path.basename(path) not in expected:
+            raise ValueError(f"{path}: a {split} shard the converter did not write "
+                             f"({schema.MANIFEST_FILE} lists {len(expected)}): {hint}")
+
+
 def num_records(data_dir: str, split: str) -> Optional[int]:
     """How many images the converter wrote for `split`; None when there is no manifest."""
     manifest = read_manifest(data_dir)

@@ -89,7 +89,7 @@ def default_output(loaded: model_source.LoadedModel, model_dir: Optional[str],
 
 def run(data_dir: str, loaded: model_source.LoadedModel, *, output: str,
         ten_crop: bool = False, batch_size: int = 64, max_batches: Optional[int] = None,
-        show_progress: bool = False) -> dict:
+        show_progress: bool = False, accept_changed_data: bool = False) -> dict:
     """Evaluates `loaded` on the validation records of `data_dir` and writes the counts.
 
     Args:
@@ -101,10 +101,14 @@ def run(data_dir: str, loaded: model_source.LoadedModel, *, output: str,
       batch_size: images per step (x10 crops with `ten_crop`).
       max_batches: evaluate only this many batches (a quick check; None = all).
       show_progress: draw a progress bar on stderr.
+      accept_changed_data: evaluate shards that differ from the converter's manifest
+        (otherwise a ValueError names the first that does, `pipeline.verify_shards`).
 
     Returns:
       The counts, as `evaluate` returns them.
     """
+    if not accept_changed_data:
+        pipeline.verify_shards(data_dir, schema.VALIDATION)
     settings = loaded.settings
     dataset = pipeline.build_dataset(
             data_dir, schema.VALIDATION, global_batch_size=batch_size, training=False, seed=0,

@@ -47,6 +47,25 @@ def all_finite(variables) -> bool:
     return bool(tf.reduce_all(checks).numpy()) if checks else True
 
 
+def remove_stale_temporaries(directory: str) -> list:
+    """Deletes what a killed save left in a checkpoint directory; returns the paths.
+
+    TensorFlow writes a checkpoint's shards under `<prefix>_temp/` and moves them into
+    place when the save completes, so such a directory at start-up belongs to a save that
+    died (killed, disk full). Only the chief calls this, before it saves anything.
+    """
+    if not tf.io.gfile.isdir(directory):
+        return []
+    removed = []
+    for name in sorted(tf.io.gfile.listdir(directory)):
+        name = name.rstrip("/")
+        if name.startswith("ckpt-") and name.endswith("_temp"):
+            path = os.path.join(directory, name)
+            tf.io.gfile.rmtree(path) if tf.io.gfile.isdir(path) else tf.io.gfile.remove(path)
+            removed.append(path)
+    return removed
+
+
 def make_manager(checkpoint: tf.train.Checkpoint, directory: str,
                  keep_checkpoints: int) -> tf.train.CheckpointManager:
     """A CheckpointManager keeping the last `keep_checkpoints`, named by global step."""

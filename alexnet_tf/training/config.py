@@ -50,7 +50,7 @@ RESUMABLE_CHANGES = frozenset({
         # The learning rate and the schedule's settings: the way out of a run that
         # diverged or stalls. Changes are recorded in model_dir/config_history.json.
         "learning_rate", "lr_factor", "lr_patience", "lr_max_reductions", "lr_min_delta",
-        "lr_boundaries", "warmup_epochs",
+        "lr_boundaries", "warmup_epochs", "accept_changed_data",
 })
 
 
@@ -85,6 +85,10 @@ class TrainConfig:
     flip: bool = _field(True, "Mirror training images horizontally with probability 1/2, as "
                         "the paper does; --noflip for data whose mirror image is another "
                         "class (digits, text).")
+    accept_changed_data: bool = _field(False, "Train on shards that differ from what the "
+                                       "converter's manifest records (replaced, truncated "
+                                       "or extra files); by default that is an error "
+                                       "naming the file.")
     synthetic_data: bool = _field(False, "Train on random tensors (smoke tests, benchmarks).")
     make_demo_data: bool = _field(False, "If data_dir holds no TFRecords, make the demo "
                                   "dataset (tools/make_demo_data.py) under demo_dir and "

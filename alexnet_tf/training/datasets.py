@@ -81,6 +81,12 @@ def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "")
                         num_classes=num_classes)
     if config.data_source == "tfds":
         return _tfds_datasets(config, context, model_dir)
+    if not os.path.isdir(config.data_dir):
+        raise FileNotFoundError(f"--data_dir={config.data_dir!r} is not a directory: expected "
+                                "the output of tools/convert_imagenet.py")
+    if not config.accept_changed_data:
+        for split in (schema.TRAIN, schema.VALIDATION):
+            input_pipeline.verify_shards(config.data_dir, split)
     num_classes = input_pipeline.read_num_classes(config.data_dir) or config.num_classes
     if not num_classes:
         raise ValueError(f"no {schema.LABELS_FILE} in {config.data_dir!r}: set --num_classes")

@@ -173,6 +173,9 @@ def _build(config, model_dir: str, strategy, datasets: Datasets, task) -> _State
                                              iterator=shared_iterator)
     # Every worker joins each save (a collective); only the chief's copy is kept.
     checkpoint_dir = run_dir.checkpoint_dir(model_dir)
+    if task.is_chief:
+        for path in checkpoints.remove_stale_temporaries(checkpoint_dir):
+            logging.warning("Removed %s, left by a checkpoint save that did not finish", path)
     write_dir = cluster.write_dir(checkpoint_dir, task)
     manager = checkpoints.make_manager(checkpoint, write_dir,
                                        config.keep_checkpoints if task.is_chief else 1)

@@ -328,3 +328,46 @@ def test_pipeline_image_k_is_preprocess_for_train_of_record_k(tmp_path, random_i
                 tf.constant(encoded), tf.constant([first, position], tf.int64), stats=stats,
                 crop_size=24, resize_size=32, mean_mode="image").numpy()
         np.testing.assert_array_equal(got[position], expected)
+
+
+def test_shards_are_checked_against_the_converters_manifest(tmp_path):
+    """An emptied, truncated, missing or extra shard is refused, naming the file; the
+    data as converted passes; accepting changed data is the caller's choice."""
+    import shutil
+
+    from alexnet_tf.data.imagenet import convert as imagenet_convert
+    for synset in ("n00000001", "n00000002"):
+        os.makedirs(tmp_path / "imagenet" / "train" / synset)
+        for j in range(4):
+            Image.new("RGB", (40 + j, 36), (40 * j, 90, 10)).save(
+                    tmp_path / "imagenet" / "train" / synset / f"{synset}_{j}.JPEG")
+    records = tmp_path / "records"
+    imagenet_convert.convert(imagenet_convert.ConvertOptions(
+            imagenet_dir=str(tmp_path / "imagenet"), output_dir=str(records),
+            splits=("train",), train_shards=2, resize=RESIZE, show_progress=False))
+    input_pipeline.verify_shards(str(records), "train")  # as converted: fine
+    shard = records / schema.shard_name("train", 1, 2)
+    original = shard.read_bytes()
+    for changed, message in ((b"", "bytes, but the converter wrote"),
+                             (original[:len(original) // 2], "the shard was changed")):
+        shard.write_bytes(changed)
+        with pytest.raises(ValueError, match=f"{shard}: .*{message}.*--accept_changed_data"):
+            input_pipeline.verify_shards(str(records), "train")
+    shard.write_bytes(original)
+    shutil.copy(shard, records / schema.shard_name("train", 1, 3))  # a stray extra shard
+    with pytest.raises(ValueError, match="train-00001-of-00003: a train shard the converter"):
+        input_pipeline.verify_shards(str(records), "train")
+    os.remove(records / schema.shard_name("train", 1, 3))
+    # The trainer checks at start-up; --accept_changed_data takes the data as it is.
+    from alexnet_tf.training import config as config_lib
+    from alexnet_tf.training import datasets
+    shard.write_bytes(b"")
+    strategy = tf.distribute.get_strategy()
+    with pytest.raises(ValueError, match=f"{shard}: "):
+        datasets.make_datasets(config_lib.TrainConfig(data_dir=str(records)), strategy)
+    accepted = datasets.make_datasets(
+            config_lib.TrainConfig(data_dir=str(records), accept_changed_data=True), strategy)
+    assert accepted.num_classes == 2
+    os.remove(shard)
+    with pytest.raises(ValueError, match=f"{shard}: missing"):
+        input_pipeline.verify_shards(str(records), "train")

@@ -241,3 +241,15 @@ def summaries_scalars(model_dir, tag):
         for event in accumulator.Tensors(tag):
             values[event.step] = float(tf.make_ndarray(event.tensor_proto))
     return values
+
+
+def test_a_save_that_died_leaves_nothing_after_the_next_start(tmp_path):
+    model_dir = str(tmp_path / "run")
+    loop.train_and_evaluate(tiny_config(num_epochs=1), model_dir, datasets=tiny_datasets())
+    stale = os.path.join(run_dir.checkpoint_dir(model_dir), "ckpt-50_temp")
+    os.makedirs(stale)
+    with open(os.path.join(stale, "part-00000-of-00001.data-00000-of-00001"), "wb") as f:
+        f.write(b"\0" * 4096)  # what a kill or a full disk leaves mid-save
+    results = loop.train_and_evaluate(tiny_config(num_epochs=2), model_dir,
+                                      datasets=tiny_datasets())
+    assert results["epoch"] == 2 and not os.path.exists(stale)

@@ -259,7 +259,9 @@ def write_shard(task: ShardTask, output_dir: str, resize: int, quality: int,
                 _report_progress(pending_progress, on_progress)
                 pending_progress = 0
     info = {"shard": task.name, "fingerprint": task.fingerprint,
-            "num_images": sum(per_class.values()), "per_class": dict(sorted(per_class.items())),
+            "num_images": sum(per_class.values()),
+            "num_bytes": os.path.getsize(shard_path + INCOMPLETE_SUFFIX),
+            "per_class": dict(sorted(per_class.items())),
             "rejected": rejected, "recoloured": recoloured}
     os.makedirs(os.path.join(output_dir, SHARD_INFO_DIR), exist_ok=True)
     _write_json(_info_path(output_dir, task.name), info)

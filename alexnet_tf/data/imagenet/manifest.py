@@ -53,7 +53,8 @@ def build_manifest(*, options: dict, settings: dict, labels: List[dict], tasks: 
             if info is None:
                 raise RuntimeError(f"shard {task.name} is not complete; rerun the converter")
             per_class.update(info["per_class"])
-            shards.append({"name": task.name, "num_images": info["num_images"]})
+            shards.append({"name": task.name, "num_images": info["num_images"],
+                           "num_bytes": info.get("num_bytes")})
             rejected += [{"split": split, "path": path, "reason": reason}
                          for path, reason in info["rejected"]]
             recoloured += [{"split": split, "path": path, "source": source}
