@@ -159,8 +159,8 @@ def torch_worker_main():
     # down by the driver): PyTorch's CPU tensors come from malloc too. The module is
     # plain Python, so the PyTorch interpreter can load it from this checkout.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from alexnet_tf import startup
-    startup.tune_malloc()
+    from alexnet_tf import malloc  # standard library only, unlike alexnet_tf.startup
+    malloc.tune_malloc()
     worker = _TorchWorker()
     for line in sys.stdin:
         request = json.loads(line)
