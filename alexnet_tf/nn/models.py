@@ -27,6 +27,9 @@ ONE_TOWER_WIDTHS = (64, 192, 384, 256, 256, 4096, 4096)
 ZFNET_WIDTHS = (96, 256, 384, 384, 256, 4096, 4096)
 ZFNET_WIDE_WIDTHS = (96, 256, 512, 1024, 512, 4096, 4096)
 NUM_TOWERS = 2
+NUM_WIDTHS = 7
+# The paper's LRN (section 3.3): n=5, k=2, alpha=1e-4, beta=0.75.
+LRN_SIZE, LRN_K, LRN_ALPHA, LRN_BETA = 5, 2.0, 1e-4, 0.75
 
 
 def _init(preset: str, layer_name: str) -> dict:
@@ -42,12 +45,36 @@ def _scaled_widths(widths: Sequence[int], width_multiplier: float) -> list:
             for w in widths]
 
 
+def _widths(model_name: str, defaults: Sequence[int], widths: Optional[Sequence[int]],
+            width_multiplier: float, towers: bool = False) -> list:
+    """The layer widths: `widths` as given, else `defaults` scaled by `width_multiplier`.
+
+    With `towers`, the widths of conv1..conv5 must be even: conv1, conv2, conv4 and conv5
+    are split in two towers, and conv4's towers each read half of conv3's maps.
+    """
+    if widths is None:
+        return _scaled_widths(defaults, width_multiplier)
+    if width_multiplier != 1.0:
+        raise ValueError(f"{model_name}: give widths or width_multiplier, not both; received "
+                         f"widths={widths!r}, width_multiplier={width_multiplier!r}")
+    widths = list(widths) if isinstance(widths, (list, tuple)) else widths
+    if (not isinstance(widths, list) or len(widths) != NUM_WIDTHS
+            or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths)):
+        raise ValueError(f"{model_name}: widths must be {NUM_WIDTHS} integers >= 1 (conv1..conv5, "
+                         f"fc6, fc7), received {widths!r}")
+    odd = [f"conv{index + 1}={w}" for index, w in enumerate(widths[:5]) if w % NUM_TOWERS]
+    if towers and odd:
+        raise ValueError(f"{model_name}: the two-tower net needs even conv widths, received "
+                         f"{', '.join(odd)}")
+    return widths
+
+
 def _pool_size(size: int, pool_padding: str = "valid") -> int:
     """Spatial size after a 3x3 stride-2 max-pool."""
     return math.ceil(size / 2) if pool_padding == "same" else (size - 3) // 2 + 1
 
 
-def _check_common_args(num_classes, dropout_rate, lrn_convention, init):
+def _check_common_args(num_classes, dropout_rate, lrn_convention, init, lrn_k=LRN_K):
     """Checks the arguments every builder shares, before any weight is created."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, received {num_classes!r}")
@@ -58,6 +85,8 @@ def _check_common_args(num_classes, dropout_rate, lrn_convention, init):
                          f"received {lrn_convention!r}")
     if init not in init_presets.PRESETS:
         raise ValueError(f"init must be one of {init_presets.NAMES}, received {init!r}")
+    if isinstance(lrn_k, bool) or not (isinstance(lrn_k, (int, float)) and lrn_k > 0):
+        raise ValueError(f"lrn_k must be a number > 0, received {lrn_k!r}")
 
 
 def _check_min_size(model_name: str, input_size: int, final_size: int, rule: str):
@@ -101,12 +130,13 @@ def _classifier(x, widths, num_classes, dropout_rate, init):
                           **_init(init, "fc8"))(x)
 
 
-def _lrn(name, use_lrn, lrn_convention, groups=1, devices=None, lrn_bfloat16=False):
+def _lrn(name, use_lrn, lrn_convention, groups=1, devices=None, lrn_bfloat16=False,
+         lrn_k=LRN_K):
     """Returns the paper's LRN (n=5, k=2, alpha=1e-4, beta=0.75) or None when disabled."""
     if not use_lrn:
         return None
-    return LocalResponseNormalization(size=5, k=2.0, alpha=1e-4, beta=0.75,
-                                      convention=lrn_convention, groups=groups,
+    return LocalResponseNormalization(size=LRN_SIZE, k=float(lrn_k), alpha=LRN_ALPHA,
+                                      beta=LRN_BETA, convention=lrn_convention, groups=groups,
                                       bfloat16_compute=lrn_bfloat16,
                                       devices=devices, name=name)
 
@@ -119,7 +149,7 @@ def _pool(name, tower_devices):
 
 
 def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices, init,
-                    lrn_bfloat16=False):
+                    lrn_bfloat16=False, lrn_k=LRN_K, lrn_across_towers=False):
     """The paper's two-tower conv1..pool5. x: (batch, 227, 227, 3) -> (batch, 6, 6, 256)."""
     towers = dict(groups=NUM_TOWERS, devices=tower_devices)
     # conv1: both towers see the whole image, 48 kernels each. (batch, 55, 55, 96)
@@ -127,12 +157,15 @@ def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices, init,
                       name="conv1", **towers, **_init(init, "conv1"))(x)
     # The paper normalises and pools each tower's maps on its own GPU; LRN's window
     # stays inside a tower in every mode so one-device and two-device nets agree.
-    for layer in (_lrn("norm1", use_lrn, lrn_convention, **towers, lrn_bfloat16=lrn_bfloat16),
+    # Caffe's bvlc_alexnet normalises across all maps (lrn_across_towers).
+    lrn = dict(lrn_bfloat16=lrn_bfloat16, lrn_k=lrn_k,
+               **(dict(groups=1, devices=None) if lrn_across_towers else towers))
+    for layer in (_lrn("norm1", use_lrn, lrn_convention, **lrn),
                   _pool("pool1", tower_devices)):  # (batch, 27, 27, 96)
         x = layer(x) if layer is not None else x
     x = GroupedConv2D(widths[1], 5, padding="same", activation="relu", name="conv2",
                       **towers, **_init(init, "conv2"))(x)  # (batch, 27, 27, 256)
-    for layer in (_lrn("norm2", use_lrn, lrn_convention, **towers, lrn_bfloat16=lrn_bfloat16),
+    for layer in (_lrn("norm2", use_lrn, lrn_convention, **lrn),
                   _pool("pool2", tower_devices)):  # (batch, 13, 13, 256)
         x = layer(x) if layer is not None else x
     # conv3 is where the towers exchange: every kernel sees all 256 maps. (batch, 13, 13, 384)
@@ -169,7 +202,9 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
             dropout_rate: float = 0.5, use_lrn: bool = True,
             tower_devices: Optional[Sequence[str]] = None, width_multiplier: float = 1.0,
             lrn_convention: str = "paper", lrn_bfloat16: bool = False,
-            init: str = "paper", name: Optional[str] = None) -> keras.Model:
+            init: str = "paper", name: Optional[str] = None,
+            widths: Optional[Sequence[int]] = None, lrn_k: float = LRN_K,
+            lrn_across_towers: bool = False) -> keras.Model:
     """Builds AlexNet.
 
     Args:
@@ -196,6 +231,13 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
         weights N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6 and fc7), or what the
         released code used: "cuda_convnet2", "caffe".
       name: model name; default "alexnet" or "alexnet_one_tower".
+      widths: the 7 widths conv1..conv5, fc6, fc7 (instead of the variant's, scaled by
+        width_multiplier), e.g. read from a weight file; the paper variant needs even
+        conv widths.
+      lrn_k: LRN's additive constant k (paper 2; Caffe's bvlc_alexnet 1).
+      lrn_across_towers: paper variant: LRN's window spans all of norm1's 96 and norm2's
+        256 maps, as in Caffe's single-GPU bvlc_alexnet, instead of staying within each
+        tower's half (the paper's two GPUs).
 
     Returns:
       An uncompiled keras.Model: (batch, S, S, 3) float32 -> (batch, num_classes) logits.
@@ -203,7 +245,7 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
     Raises:
       ValueError: an argument is out of range (the message says which and why).
     """
-    _check_common_args(num_classes, dropout_rate, lrn_convention, init)
+    _check_common_args(num_classes, dropout_rate, lrn_convention, init, lrn_k)
     if variant not in ALEXNET_VARIANTS:
         raise ValueError(f"alexnet: variant must be one of {ALEXNET_VARIANTS}, "
                          f"received {variant!r}")
@@ -214,15 +256,19 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
     if tower_devices is not None and variant != "paper":
         raise ValueError(f"alexnet: tower_devices needs variant='paper' (the only two-tower "
                          f"net), received variant={variant!r}")
+    if lrn_across_towers and variant != "paper":
+        raise ValueError(f"alexnet: lrn_across_towers needs variant='paper' (the only net "
+                         f"with LRN), received variant={variant!r}")
     inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="images")
     if variant == "paper":
-        widths = _scaled_widths(PAPER_WIDTHS, width_multiplier)
+        widths = _widths("alexnet", PAPER_WIDTHS, widths, width_multiplier, towers=True)
         padding = _paper_conv1_padding(input_size)
         x = keras.layers.ZeroPadding2D(padding, name="conv1_pad")(inputs) if padding else inputs
         x = _paper_features(x, widths, use_lrn, lrn_convention,
-                            tuple(tower_devices) if tower_devices else None, init, lrn_bfloat16)
+                            tuple(tower_devices) if tower_devices else None, init, lrn_bfloat16,
+                            lrn_k, bool(lrn_across_towers))
     else:
-        widths = _scaled_widths(ONE_TOWER_WIDTHS, width_multiplier)
+        widths = _widths("alexnet(one_tower)", ONE_TOWER_WIDTHS, widths, width_multiplier)
         x = _one_tower_features(inputs, widths, input_size, init)
     logits = _classifier(x, widths, num_classes, dropout_rate, init)
     default_name = "alexnet" if variant == "paper" else "alexnet_one_tower"
@@ -232,7 +278,8 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
 def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
           dropout_rate: float = 0.5, use_lrn: bool = True, width_multiplier: float = 1.0,
           lrn_convention: str = "paper", lrn_bfloat16: bool = False,
-          init: str = "zfnet", name: Optional[str] = None) -> keras.Model:
+          init: str = "zfnet", name: Optional[str] = None,
+          widths: Optional[Sequence[int]] = None, lrn_k: float = LRN_K) -> keras.Model:
     """Builds ZFNet (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks").
 
     conv1 96 7x7 stride 2 (pad 1) -> pool -> LRN; conv2 256 5x5 stride 2 -> pool -> LRN;
@@ -253,6 +300,8 @@ def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
       lrn_bfloat16: compute LRN in bfloat16 under mixed_bfloat16 (default float32).
       init: the initialisation preset; "zfnet" (weights 0.01, biases 0) is ZF's.
       name: model name; default "zfnet" or "zfnet_wide".
+      widths: the 7 widths conv1..conv5, fc6, fc7 instead of the scaled defaults.
+      lrn_k: LRN's additive constant k (2 as in AlexNet).
 
     Returns:
       An uncompiled keras.Model: (batch, S, S, 3) float32 -> (batch, num_classes) logits.
@@ -260,24 +309,27 @@ def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
     Raises:
       ValueError: an argument is out of range.
     """
-    _check_common_args(num_classes, dropout_rate, lrn_convention, init)
+    _check_common_args(num_classes, dropout_rate, lrn_convention, init, lrn_k)
     if isinstance(input_size, bool) or not isinstance(input_size, int):
         raise ValueError(f"zfnet: input_size must be an integer, received {input_size!r}")
     conv1 = (input_size + 2 - 7) // 2 + 1
     conv2 = (_pool_size(conv1, "same") - 5) // 2 + 1
     _check_min_size("zfnet", input_size, _pool_size(_pool_size(conv2, "same")) if conv2 > 0
                     else 0, "use input_size >= 53 (224 in the paper)")
-    widths = _scaled_widths(ZFNET_WIDE_WIDTHS if wide else ZFNET_WIDTHS, width_multiplier)
+    widths = _widths("zfnet", ZFNET_WIDE_WIDTHS if wide else ZFNET_WIDTHS, widths,
+                     width_multiplier)
     inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="images")
     x = keras.layers.ZeroPadding2D(1, name="conv1_pad")(inputs)
     x = keras.layers.Conv2D(widths[0], 7, strides=2, activation="relu", name="conv1",
                             **_init(init, "conv1"))(x)  # (batch, 110, 110, 96)
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool1")(x)  # (batch, 55, 55, 96)
-    x = _lrn("norm1", use_lrn, lrn_convention, lrn_bfloat16=lrn_bfloat16)(x) if use_lrn else x
+    x = _lrn("norm1", use_lrn, lrn_convention, lrn_bfloat16=lrn_bfloat16,
+             lrn_k=lrn_k)(x) if use_lrn else x
     x = keras.layers.Conv2D(widths[1], 5, strides=2, activation="relu", name="conv2",
                             **_init(init, "conv2"))(x)  # (batch, 26, 26, 256)
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="pool2")(x)  # (batch, 13, 13, 256)
-    x = _lrn("norm2", use_lrn, lrn_convention, lrn_bfloat16=lrn_bfloat16)(x) if use_lrn else x
+    x = _lrn("norm2", use_lrn, lrn_convention, lrn_bfloat16=lrn_bfloat16,
+             lrn_k=lrn_k)(x) if use_lrn else x
     for index in (3, 4, 5):  # (batch, 13, 13, 384 / 384 / 256)
         layer_name = f"conv{index}"
         x = keras.layers.Conv2D(widths[index - 1], 3, padding="same", activation="relu",
@@ -307,3 +359,29 @@ def build_model(name: str = "alexnet", **kwargs) -> keras.Model:
         raise ValueError(f"build_model: name must be one of {sorted(MODEL_BUILDERS)}, "
                          f"received {name!r}")
     return MODEL_BUILDERS[name](**kwargs)
+
+
+def lrn_settings(spec: dict) -> dict:
+    """What a model spec's LRN computes: settings that change no weight's shape.
+
+    Two specs whose LRN settings differ give different outputs from the same weights, so
+    weights copied between them (`train --init_checkpoint`) would not do what they did.
+
+    Args:
+      spec: a model spec {"name": ..., **builder kwargs} (see run_dir.py).
+
+    Returns:
+      {} for a net that has no LRN layers (one_tower); {"use_lrn": False} when they are
+      off; else use_lrn, lrn_convention, lrn_k and, for AlexNet, lrn_across_towers, with
+      the builders' defaults filled in.
+    """
+    name = spec.get("name", "alexnet")
+    if name == "alexnet" and spec.get("variant", "paper") != "paper":
+        return {}
+    if not spec.get("use_lrn", True):
+        return {"use_lrn": False}
+    settings = dict(use_lrn=True, lrn_convention=spec.get("lrn_convention", "paper"),
+                    lrn_k=float(spec.get("lrn_k", LRN_K)))
+    if name == "alexnet":
+        settings["lrn_across_towers"] = bool(spec.get("lrn_across_towers", False))
+    return settings

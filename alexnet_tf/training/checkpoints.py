@@ -26,6 +26,7 @@ from absl import logging
 import tensorflow as tf
 
 from alexnet_tf import run_dir
+from alexnet_tf.nn import models
 
 
 def make_checkpoint(*, model, optimizer, step, epoch, lr_schedule, iterator) -> tf.train.Checkpoint:
@@ -107,6 +108,26 @@ def resolve_init_checkpoint(path: str) -> tuple:
         # A prefix model_dir/checkpoints/ckpt-N: its run's config is two levels up.
         source_dir, prefix = os.path.dirname(os.path.dirname(os.path.abspath(path))), path
     return prefix, run_dir.read_config(source_dir)["model"]
+
+
+def check_same_lrn(source_spec: dict, spec: dict, init_checkpoint: str) -> None:
+    """Raises ValueError when the new model's LRN would compute otherwise than the source's.
+
+    LRN has no weights, so its settings (`models.lrn_settings`) change no shape: copied
+    weights would run silently in another network. The message gives the flags to pass.
+    """
+    source, new = models.lrn_settings(source_spec), models.lrn_settings(spec)
+    if not source or not new or source == new:
+        return
+    wanted = []
+    for key, value in source.items():
+        if new.get(key) != value:
+            wanted.append(f"--{key if value else 'no' + key}" if isinstance(value, bool)
+                          else f"--{key}={value:g}" if isinstance(value, float)
+                          else f"--{key}={value}")
+    raise ValueError(f"--init_checkpoint={init_checkpoint} was trained with LRN settings "
+                     f"{source}, this run has {new}: pass {' '.join(wanted)} (or the "
+                     "model_flags.cfg flagfile of an imported model)")
 
 
 def initialize_from(model, init_checkpoint: str, build_model) -> list:

@@ -36,6 +36,7 @@ MEAN_MODES = preprocessing.MEAN_MODES
 OPTIMIZERS = optimizer.OPTIMIZERS
 LR_SCALINGS = schedules.LR_SCALINGS
 COMMUNICATIONS = cluster.COMMUNICATIONS
+LRN_CONVENTIONS = models.LRN_CONVENTIONS
 # Settings of this module alone.
 DATA_SOURCES = ("records", "tfds")
 AUGMENT_ON = ("host", "device")
@@ -105,12 +106,23 @@ class TrainConfig:
     input_size: int = _field(224, "Input crop size S (224 as the paper; 227 also works).")
     resize_size: int = _field(256, "Shorter side the records are resized to before cropping.")
     width_multiplier: float = _field(1.0, "Scales every layer's width (1.0 = the paper).")
+    widths: Tuple[int, ...] = _field((), "The 7 widths conv1..conv5, fc6, fc7 (e.g. those of "
+                                     "imported weights) instead of the variant's scaled by "
+                                     "width_multiplier; empty = the variant's.")
     dropout_rate: float = _field(0.5, "Dropout after fc6 and fc7.")
     init: str = _field("paper", "Initialisation preset, each layer's weight std and bias "
                        "(alexnet_tf/nn/init_presets.py): paper (section 5), cuda_convnet2 "
                        "and caffe (what the released code used), zfnet (ZF's: biases 0).",
                        choices=INIT_PRESETS)
     use_lrn: bool = _field(True, "Local response normalisation after conv1 and conv2.")
+    lrn_convention: str = _field("paper", "LRN's alpha: 'paper' multiplies the window sum "
+                                 "by alpha, 'caffe' by alpha / n (Caffe, PyTorch).",
+                                 choices=LRN_CONVENTIONS)
+    lrn_k: float = _field(models.LRN_K, "LRN's additive constant k (paper 2; Caffe's "
+                          "bvlc_alexnet 1).")
+    lrn_across_towers: bool = _field(False, "Paper variant: LRN's window spans all maps, as "
+                                     "in Caffe's bvlc_alexnet, instead of staying within "
+                                     "each tower's half (the paper's two GPUs).")
     # Optimisation (the paper's section 5).
     batch_size: int = _field(128, "Global batch size (split across replicas).")
     num_epochs: int = _field(90, "Epochs to train (unless --train_images).")
@@ -196,7 +208,7 @@ class TrainConfig:
                               ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES),
                               ("precision", PRECISIONS), ("mean_mode", MEAN_MODES),
                               ("augment_on", AUGMENT_ON), ("lr_scaling", LR_SCALINGS),
-                              ("init", INIT_PRESETS),
+                              ("init", INIT_PRESETS), ("lrn_convention", LRN_CONVENTIONS),
                               ("communication", COMMUNICATIONS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
@@ -212,6 +224,17 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not self.lrn_k > 0:
+            raise ValueError(f"lrn_k must be > 0, got {self.lrn_k!r}")
+        if self.widths and (len(self.widths) != models.NUM_WIDTHS or min(self.widths) < 1
+                            or self.width_multiplier != 1.0):
+            raise ValueError(f"widths must be {models.NUM_WIDTHS} integers >= 1 (conv1..conv5, "
+                             "fc6, fc7) with width_multiplier 1, got "
+                             f"{list(self.widths)!r} and {self.width_multiplier!r}")
+        if self.lrn_across_towers and (self.model != "alexnet" or self.variant != "paper"):
+            raise ValueError("lrn_across_towers needs --model=alexnet --variant=paper (the "
+                             f"two-tower net), got model={self.model!r} "
+                             f"variant={self.variant!r}")
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
         if self.lr_base_batch_size < 1 or self.warmup_epochs < 0:
@@ -260,8 +283,18 @@ class TrainConfig:
         spec = dict(name=self.model, num_classes=self.num_classes, input_size=self.input_size,
                     dropout_rate=self.dropout_rate, use_lrn=self.use_lrn,
                     width_multiplier=self.width_multiplier)
-        if self.lrn_bfloat16:  # Only when set, so earlier config.json files stay equal.
+        # Settings added later are written only when set, so that earlier config.json
+        # files stay equal to a new run's.
+        if self.lrn_bfloat16:
             spec["lrn_bfloat16"] = True
+        if self.widths:
+            spec["widths"] = list(self.widths)
+        if self.lrn_convention != "paper":
+            spec["lrn_convention"] = self.lrn_convention
+        if self.lrn_k != models.LRN_K:
+            spec["lrn_k"] = self.lrn_k
+        if self.lrn_across_towers:
+            spec["lrn_across_towers"] = True
         if self.model == "alexnet":
             spec["variant"] = self.variant
         else:
