@@ -119,7 +119,8 @@ def load(*, model_dir: Optional[str] = None, checkpoint: Optional[str] = None,
                          "without --model_dir or with --saved_model")
     if not saved_model:
         model, config, path = run_dir.restore_model(model_dir, checkpoint)
-        settings = run_dir.eval_settings(config, stats_path=stats_path, mean_mode=mean_mode)
+        settings = run_dir.eval_settings(config, model_dir=model_dir, stats_path=stats_path,
+                                         mean_mode=mean_mode)
         return LoadedModel(model, None, settings, run_dir.read_labels(model_dir), path,
                            f"{config['model'].get('name', 'model')} {os.path.basename(path)}")
     return _load_saved_model(layout.resolve_version(saved_model), model_dir, stats_path,
@@ -143,8 +144,8 @@ def _load_saved_model(version_dir: str, model_dir: Optional[str], stats_path: Op
         if mean_mode:
             settings = dataclasses.replace(settings, mean_mode=mean_mode)
     else:
-        settings = run_dir.eval_settings(run_dir.read_config(model_dir), stats_path=stats_path,
-                                         mean_mode=mean_mode)
+        settings = run_dir.eval_settings(run_dir.read_config(model_dir), model_dir=model_dir,
+                                         stats_path=stats_path, mean_mode=mean_mode)
     labels = layout.load_labels(version_dir)
     keras_model = None
     if model_dir:

@@ -4,6 +4,8 @@
     config.json          the resolved run configuration, written by train
                          (training/config.py); its "model" entry is the model spec
     labels.json          the class list [{"index", "synset", "name"}, ...] (data.schema)
+    stats.npz            the colour statistics of imported weights (import_weights);
+                         config.json's "stats_path" names it relative to model_dir
     checkpoints/         tf.train.CheckpointManager directory, ckpt-<step>; each
                          checkpoint holds at least `model=`
     train_history.json   validation results per epoch
@@ -132,8 +134,8 @@ def restore_model(model_dir: str, checkpoint: Optional[str] = None):
     return model, config, path
 
 
-def eval_settings(config: dict, *, stats_path: Optional[str] = None,
-                  mean_mode: Optional[str] = None):
+def eval_settings(config: dict, *, model_dir: Optional[str] = None,
+                  stats_path: Optional[str] = None, mean_mode: Optional[str] = None):
     """The test-time preprocessing of a run, from its config.json: the same as in training.
 
     Args:
@@ -141,6 +143,8 @@ def eval_settings(config: dict, *, stats_path: Optional[str] = None,
         crop; "resize_size" and "mean_mode" are read when present; the statistics are
         "stats_path", else data_dir/stats.npz, else the shipped ImageNet values, as in
         training (`stats.resolve_path`).
+      model_dir: the run directory; a relative "stats_path" naming a file inside it (an
+        import's stats.npz) is read from there, wherever the directory has moved.
       stats_path: use this statistics file instead.
       mean_mode: use this mean mode instead ("image" or "rgb").
 
@@ -152,8 +156,11 @@ def eval_settings(config: dict, *, stats_path: Optional[str] = None,
       ValueError: a bad mean mode.
     """
     from alexnet_tf.data import preprocessing  # Local import: preprocessing pulls in TF.
-    stats_path = stats_lib.resolve_path(stats_path or config.get("stats_path"),
-                                        config.get("data_dir"))
+    recorded = config.get("stats_path")
+    if (recorded and model_dir and not os.path.isabs(recorded)
+            and os.path.isfile(os.path.join(model_dir, recorded))):
+        recorded = os.path.join(model_dir, recorded)
+    stats_path = stats_lib.resolve_path(stats_path or recorded, config.get("data_dir"))
     mean_mode = mean_mode or config.get("mean_mode") or "image"
     if mean_mode not in preprocessing.MEAN_MODES:
         raise ValueError(f"mean_mode must be one of {preprocessing.MEAN_MODES}, got {mean_mode!r}")
