@@ -57,11 +57,12 @@ def _widths(model_name: str, defaults: Sequence[int], widths: Optional[Sequence[
     if width_multiplier != 1.0:
         raise ValueError(f"{model_name}: give widths or width_multiplier, not both; received "
                          f"widths={widths!r}, width_multiplier={width_multiplier!r}")
-    widths = list(widths) if isinstance(widths, (list, tuple)) else widths
-    if (not isinstance(widths, list) or len(widths) != NUM_WIDTHS
+    received = widths
+    widths = list(widths) if isinstance(widths, (list, tuple)) else None
+    if (widths is None or len(widths) != NUM_WIDTHS
             or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths)):
         raise ValueError(f"{model_name}: widths must be {NUM_WIDTHS} integers >= 1 (conv1..conv5, "
-                         f"fc6, fc7), received {widths!r}")
+                         f"fc6, fc7), received {received!r}")
     odd = [f"conv{index + 1}={w}" for index, w in enumerate(widths[:5]) if w % NUM_TOWERS]
     if towers and odd:
         raise ValueError(f"{model_name}: the two-tower net needs even conv widths, received "

@@ -125,6 +125,8 @@ def read(weight_format: str, weights_path: str, mean_path: Optional[str] = None,
     if mean_path and weight_format != "caffe":
         raise errors.InvalidInputError("--mean is Caffe's mean file; torchvision's weights "
                                        "carry their normalisation (omit --mean)")
+    if mean_path and not os.path.isfile(mean_path):
+        raise errors.MissingInputError(f"--mean={mean_path} does not exist")
     source = dict(format=weight_format, weights=os.path.abspath(weights_path),
                   sha256=_file_digest(weights_path))
     if weight_format == "caffe":

@@ -22,8 +22,8 @@ import dataclasses
 import io
 import pickle
 import struct
-import zipfile
 from typing import Dict, Optional, Tuple
+import zipfile
 
 import numpy as np
 

@@ -187,6 +187,34 @@ def test_tower_devices_place_towers_and_match_one_device():
     assert sum(d.endswith("CPU:1") for d in pool_devices) == 3  # pool1, pool2, pool5
 
 
+def test_explicit_widths():
+    paper = output_shapes(models.alexnet(num_classes=5, input_size=67,
+                                         widths=(8, 12, 16, 12, 8, 16, 16)))
+    assert [paper[name][-1] for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
+                                         "fc7", "fc8")] == [8, 12, 16, 12, 8, 16, 16, 5]
+    # One tower: any widths, odd ones too.
+    one_tower = output_shapes(models.alexnet(num_classes=5, variant="one_tower",
+                                             widths=(6, 8, 10, 8, 6, 8, 8)))
+    assert one_tower["pool5"] == (6, 6, 6) and one_tower["fc7"] == (8,)
+
+
+def test_caffe_lrn_options_reach_the_layers_and_keep_tower_placement():
+    caffe = dict(SMALL, lrn_convention="caffe", lrn_k=1.0, lrn_across_towers=True)
+    model = models.alexnet(**caffe)
+    for name in ("norm1", "norm2"):
+        layer = model.get_layer(name)
+        assert (layer.groups, layer.k, layer.convention, layer.devices) == (1, 1.0, "caffe", None)
+    paper = models.alexnet(**SMALL).get_layer("norm1")
+    assert (paper.groups, paper.k, paper.convention) == (2, 2.0, "paper")
+    towers = models.alexnet(**caffe, tower_devices=("/CPU:0", "/CPU:1"))
+    towers.set_weights(model.get_weights())
+    x = images(2, 67, seed=3)
+    np.testing.assert_allclose(towers(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert models.lrn_settings(dict(name="alexnet", **caffe)) == dict(
+            use_lrn=True, lrn_convention="caffe", lrn_k=1.0, lrn_across_towers=True)
+    assert models.lrn_settings(dict(name="alexnet", variant="one_tower")) == {}
+
+
 def test_tf_checkpoint_restores_every_weight(tmp_path):
     # run_dir.restore_model uses tf.train.Checkpoint: the grouped convolutions' weights
     # must be tracked by it, not only by Keras.
@@ -237,6 +265,11 @@ def test_keras_file_reloads_in_a_fresh_process(tmp_path):
     (dict(tower_devices=("/CPU:0",)), "tower_devices must be 2 device names"),
     (dict(variant="one_tower", tower_devices=("/CPU:0", "/CPU:1")), "needs variant='paper'"),
     (dict(lrn_convention="torch"), "received 'torch'"),
+    (dict(lrn_k=0), "lrn_k must be a number > 0, received 0"),
+    (dict(variant="one_tower", lrn_across_towers=True), "lrn_across_towers needs"),
+    (dict(widths=(8, 12, 16)), r"widths must be 7 integers >= 1 .* received \(8, 12, 16\)"),
+    (dict(widths=(7, 12, 16, 12, 8, 16, 16)), "needs even conv widths, received conv1=7"),
+    (dict(widths=(8, 12, 16, 12, 8, 16, 16), width_multiplier=0.5), "not both"),
 ])
 def test_alexnet_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

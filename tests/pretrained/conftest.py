@@ -146,11 +146,14 @@ def torchvision_forward():
 @pytest.fixture(scope="session")
 def assert_logits_close():
     """assert_logits_close(got, expected, rtol=1e-4): |got - expected| <= rtol * max|expected|
-    everywhere (a relative tolerance on the logits' scale); returns the ratio."""
+    everywhere (a relative tolerance on the logits' scale); prints the ratio (pytest -s
+    shows it: docs/pretrained.md's parity figures) and returns it."""
     def check(got, expected, rtol=1e-4) -> float:
         got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
         assert got.shape == expected.shape
         ratio = float(np.abs(got - expected).max() / np.abs(expected).max())
+        print(f"\nparity: max |difference| / max |logit| = {ratio:.1e} "
+              f"(logits up to {np.abs(expected).max():.3g})")
         assert ratio <= rtol, f"max |difference| / max |logit| = {ratio:.2e} > {rtol:g}"
         return ratio
     return check

@@ -165,3 +165,5 @@ def test_missing_file_and_existing_output(tmp_path, caffe_arrays, write_caffemod
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]
     with pytest.raises(errors.InvalidInputError, match="--mean is Caffe's mean file"):
         importer.read("torchvision", path, mean_path=path)
+    with pytest.raises(errors.MissingInputError, match="--mean=.*none.binaryproto does not"):
+        importer.read("caffe", path, mean_path=str(tmp_path / "none.binaryproto"))

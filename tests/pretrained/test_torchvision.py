@@ -14,7 +14,9 @@ from alexnet_tf import model_source
 from alexnet_tf import run_dir
 from alexnet_tf.data import preprocessing
 from alexnet_tf.pretrained import importer
+from alexnet_tf.pretrained import mapping
 from alexnet_tf.pretrained import torch_pickle
+from alexnet_tf.pretrained import torchvision
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,17 @@ def test_std_folded_into_conv1_and_mean_into_the_stats(torchvision_fixture):
                                state["features.0.weight"], rtol=1e-6)
     np.testing.assert_allclose(imported.stats.mean_rgb, [123.675, 116.28, 103.53], rtol=1e-6)
     assert imported.stats.mean_image is None and imported.config.mean_mode == "rgb"
+
+
+def test_a_layer_of_another_shape_is_named_with_both_names(torchvision_fixture):
+    weights = torchvision.read_alexnet(torchvision_fixture["pth"])
+    kernel, bias = weights.arrays["conv4"]
+    weights.arrays["conv4"] = (kernel[:, :5], bias)
+    with pytest.raises(errors.InvalidInputError,
+                       match=r"alexnet_owt_tiny\.pth: conv4 \(features\.8\) weights: expected "
+                             r"shape \(8, 10, 3, 3\) \(from the layers before it\), found "
+                             r"\(8, 5, 3, 3\)"):
+        mapping.check(weights)
 
 
 def _rename_key(source: str, target: str, old: bytes, new: bytes) -> None:

@@ -103,6 +103,11 @@ def test_shipped_flagfiles_parse_and_open_with_a_command(parse_flags, repo_root,
         (dict(tower_devices=("/GPU:0",)), "tower_devices"),
         (dict(data_dir=""), "data_dir"),
         (dict(input_size=300), "resize_size"),
+        (dict(lrn_k=0.0), "lrn_k must be > 0"),
+        (dict(lrn_convention="torch"), "lrn_convention must be one of"),
+        (dict(widths=(8, 12, 16)), "widths must be 7 integers"),
+        (dict(widths=(8, 12, 16, 12, 8, 16, 16), width_multiplier=0.5), "width_multiplier 1"),
+        (dict(model="zfnet", lrn_across_towers=True), "lrn_across_towers needs"),
 ])
 def test_bad_settings_name_the_setting(kwargs, message):
     values = dict(data_dir="/d")
@@ -122,6 +127,19 @@ def test_save_round_trip_with_model_spec(tmp_path):
     assert saved["stats_path"] is None
     assert config_lib.TrainConfig.from_dict(saved) == config
     assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+def test_model_spec_carries_lrn_and_widths_only_when_set():
+    spec = config_lib.TrainConfig(data_dir="/d", num_classes=10).model_spec()
+    assert not {"widths", "lrn_convention", "lrn_k", "lrn_across_towers"} & set(spec)
+    config = config_lib.TrainConfig(data_dir="/d", num_classes=10, input_size=227,
+                                    widths=(8, 12, 16, 12, 8, 16, 16), lrn_convention="caffe",
+                                    lrn_k=1.0, lrn_across_towers=True)
+    spec = config.model_spec()
+    assert (spec["widths"], spec["lrn_convention"], spec["lrn_k"], spec["lrn_across_towers"]) \
+        == ([8, 12, 16, 12, 8, 16, 16], "caffe", 1.0, True)
+    assert run_dir.build_model(spec).get_layer("norm2").groups == 1
+    assert config_lib.TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
 def test_model_spec_needs_num_classes():

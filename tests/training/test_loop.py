@@ -190,6 +190,18 @@ def test_transfer_learning_retrains_only_fc8(tmp_path):
     assert target.get_layer("fc8").get_weights()[0].shape[-1] == 5
 
 
+def test_init_checkpoint_with_other_lrn_stops_before_writing(tmp_path, make_run):
+    source = make_run(tmp_path / "source", ["a", "b", "c"], input_size=SIZE,
+                      width_multiplier=0.05, lrn_convention="caffe", lrn_k=1.0,
+                      lrn_across_towers=True)
+    target_dir = tmp_path / "target"
+    with pytest.raises(ValueError, match="pass --lrn_convention=caffe --lrn_k=1 "
+                                         "--lrn_across_towers"):
+        loop.train_and_evaluate(tiny_config(init_checkpoint=source["model_dir"]),
+                                str(target_dir), datasets=tiny_datasets())
+    assert not target_dir.exists() or not os.listdir(target_dir)
+
+
 def test_unknown_trainable_layer_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="fc9"):
         loop.train_and_evaluate(tiny_config(trainable_layers=("fc9",)), str(tmp_path),
