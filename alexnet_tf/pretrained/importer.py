@@ -160,8 +160,16 @@ def read(weight_format: str, weights_path: str, mean_path: Optional[str] = None,
 
 
 def build_model(imported: Imported):
-    """The Keras model of the imported config, holding the file's weights."""
-    model = run_dir.build_model(imported.config.model_spec())
+    """The Keras model of the imported config, holding the file's weights.
+
+    Raises:
+      InvalidInputError: the file's widths do not make this project's net (e.g. odd
+        widths for the two towers).
+    """
+    try:
+        model = run_dir.build_model(imported.config.model_spec())
+    except ValueError as error:
+        raise errors.InvalidInputError(f"{imported.weights.path}: {error}") from None
     mapping.assign(model, mapping.keras_arrays(imported.weights))
     return model
 

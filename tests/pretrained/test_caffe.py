@@ -68,8 +68,8 @@ def test_logits_match_caffe(tmp_path, caffe_arrays, write_caffemodel, write_mean
 
 def test_each_caffe_convention_changes_the_logits(tmp_path, caffe_arrays, write_caffemodel,
                                                   caffe_forward):
-    """The parity test can fail: dropping any one of Caffe's conventions moves the logits
-    far beyond its tolerance."""
+    """The parity test can fail: dropping any one of Caffe's conventions, or mapping fc6 or
+    the towers otherwise, moves the logits far beyond its tolerance."""
     arrays = caffe_arrays(seed=3)
     imported = importer.read("caffe", write_caffemodel(tmp_path / "net.caffemodel", arrays))
     images = _images(seed=4, size=227)
@@ -84,6 +84,10 @@ def test_each_caffe_convention_changes_the_logits(tmp_path, caffe_arrays, write_
         "LRN alpha, not alpha/n": (dict(spec, lrn_convention="paper"), keras_arrays),
         "conv1 reading BGR": (spec, dict(keras_arrays, conv1=(
                 keras_arrays["conv1"][0][:, :, ::-1], keras_arrays["conv1"][1]))),
+        "fc6 read as (C, H, W)": (spec, dict(keras_arrays, fc6=(
+                imported.weights.arrays["fc6"][0].T, keras_arrays["fc6"][1]))),
+        "conv2's groups swapped": (spec, dict(keras_arrays, conv2=tuple(
+                np.roll(array, array.shape[-1] // 2, axis=-1) for array in keras_arrays["conv2"]))),
     }
     errors_by_variant = {}
     for name, (variant_spec, variant_arrays) in variants.items():
