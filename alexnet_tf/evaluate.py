@@ -17,6 +17,7 @@ import sys  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
 from alexnet_tf import model_flags  # noqa: E402
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory of converted records "
@@ -31,6 +32,11 @@ _PROGRESS_BAR = flags.DEFINE_boolean("progress_bar", True, "Show a progress bar.
 _ACCEPT_CHANGED_DATA = flags.DEFINE_boolean(
         "accept_changed_data", False, "Evaluate shards that differ from what the converter's "
         "manifest records; by default that is an error naming the file.")
+
+_SKIP_BAD_RECORDS = flags.DEFINE_boolean(
+        "skip_bad_records", False, "Skip and count records that cannot be decoded and the "
+        "rest of shards that are truncated or corrupted (logged with the shards' names and "
+        "recorded in the output); by default each is an error naming the shard.")
 
 flags.mark_flag_as_required("data_dir")
 
@@ -49,7 +55,10 @@ def main(argv):
                                     ten_crop=_TEN_CROP.value, batch_size=_BATCH_SIZE.value,
                                     max_batches=_MAX_BATCHES.value,
                                     show_progress=_PROGRESS_BAR.value,
-                                    accept_changed_data=_ACCEPT_CHANGED_DATA.value)
+                                    accept_changed_data=_ACCEPT_CHANGED_DATA.value,
+                                    skip_bad_records=_SKIP_BAD_RECORDS.value)
+    except errors.UsageError as error:  # e.g. a damaged shard, named in one line
+        return errors.report(error)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -8,8 +8,9 @@ flags override it:
       --model_dir=runs/alexnet --strategy=mirrored
 
 A rerun with the same --model_dir resumes from its latest checkpoint. Exit status: 0 when
-done, 143 after a SIGTERM (a checkpoint was saved: rerun to continue), 1 on a NaN loss or
-a bad setting.
+done, 143 after a SIGTERM (a checkpoint was saved: rerun to continue), 2 on data that
+cannot be read (a damaged shard or a bad record, named; --skip_bad_records skips them),
+1 on a NaN loss or a bad setting.
 """
 
 from alexnet_tf import startup  # First: quiets TensorFlow's start-up notices.
@@ -20,6 +21,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
 from alexnet_tf import train_flags  # noqa: E402
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Directory of the run: config.json, "
@@ -55,6 +57,8 @@ def main(argv):
     except loop.NonFiniteLossError as error:
         logging.error("%s", error)
         return 1
+    except errors.UsageError as error:  # e.g. a damaged shard, named in one line
+        return errors.report(error)
     except (ValueError, FileNotFoundError) as error:  # A bad setting or missing data.
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -96,6 +96,43 @@ def labels_of():
     return labels
 
 
+# ------------------------------------------------------------------------------- damaged data
+
+@pytest.fixture(scope="session")
+def damage_shard():
+    """damage_shard(path, how, record=None) -> {"offset", "record", "num_records"}: damages a
+    TFRecord file in place and says where its first unreadable frame starts.
+
+    how="truncate": the file is cut in half (never at a frame boundary); "flip": the
+    bytes in the middle of `record`'s data (default: the middle record) are inverted;
+    "flip_length": `record`'s length field is inverted. The frames are found with
+    TensorFlow's own reader (each frame is 16 bytes more than its record).
+    """
+    def damage(path, how: str, record=None) -> dict:
+        path = str(path)
+        records = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+        starts = np.cumsum([0] + [len(r) + 16 for r in records])  # frame k starts at starts[k]
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+        assert len(data) == starts[-1]
+        if how == "truncate":
+            cut = len(data) // 2
+            if cut in starts:
+                cut += 1
+            damaged = int(np.searchsorted(starts, cut, side="right")) - 1
+            del data[cut:]
+        else:
+            damaged = len(records) // 2 if record is None else record
+            start = int(starts[damaged])
+            middle = (start + 12 + len(records[damaged]) // 2 if how == "flip" else start + 2)
+            for index in range(middle, middle + 4):
+                data[index] ^= 0xFF
+        with open(path, "wb") as f:
+            f.write(bytes(data))
+        return dict(offset=int(starts[damaged]), record=damaged, num_records=len(records))
+    return damage
+
+
 # ------------------------------------------------------------------------------- statistics
 
 @pytest.fixture(scope="session")

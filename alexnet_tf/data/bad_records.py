@@ -20,10 +20,13 @@ at the very end is seen too; `drop_sentinel` removes it from the last batch. Onl
 whole chunk fails are its records unnamed: the message then gives how many.
 """
 
+import re
 import sys
 from typing import Optional, Sequence
 
 import tensorflow as tf
+
+from alexnet_tf import errors
 
 POSITION_KEY = "position"  # int64: position in the stream (all epochs)
 SHARD_KEY = "shard"  # int64: index of the record's file; -1 for the sentinel
@@ -31,6 +34,26 @@ CHUNK_START_KEY = "chunk_start"  # int64: position of the first record of its ch
 CHUNK_SHARDS_KEY = "chunk_shards"  # int64 (chunk,): shard ids of the chunk (-1 padding)
 CHUNK_INDICES_KEY = "chunk_indices"  # int64 (chunk,): indices in shard of the chunk
 KEYS = (POSITION_KEY, SHARD_KEY, CHUNK_START_KEY, CHUNK_SHARDS_KEY, CHUNK_INDICES_KEY)
+_UNKNOWN_SHARD = "(not known: a whole chunk failed)"
+# BatchChecker's error, read back by `named`.
+_GRAPH_PATTERN = re.compile(r"bad record: shard <(.+?)>, record index (-?\d+) in that shard: "
+                            r"the image (.+?) \(pass")
+
+
+class BadRecordError(errors.InvalidInputError):
+    """A record's image cannot be decoded, or its label is out of range."""
+
+
+def named(error: tf.errors.OpError) -> Optional[BadRecordError]:
+    """The one-line BadRecordError for BatchChecker's error, or None if it is not one."""
+    match = _GRAPH_PATTERN.search(error.message or "")
+    if not match:
+        return None
+    shard, index, reason = match.groups()
+    where = (f"{shard}: record {index}" if int(index) >= 0 else
+             "a whole chunk of records (shard not known)")
+    return BadRecordError(f"{where}: bad record: the image {reason}: pass "
+                          "--skip_bad_records to skip and count bad records and damaged shards")
 
 
 def attach_chunk_identities(positions, records, shards, indices, *, chunk_size: int) -> dict:
@@ -119,14 +142,13 @@ class BatchChecker:
     def _raise(self, state, batch):
         positions, names, indices = self._dropped(state, batch)
         found = tf.size(positions) > 0
-        name = tf.cond(found, lambda: names[0],
-                       lambda: tf.constant("(not known: a whole chunk failed)"))
+        name = tf.cond(found, lambda: names[0], lambda: tf.constant(_UNKNOWN_SHARD))
         index = tf.cond(found, lambda: indices[0], lambda: tf.constant(-1, tf.int64))
-        check = tf.debugging.Assert(
-                False, [f"bad record: the image {self.reason}; shard:", name,
-                        "record index in that shard:", index,
-                        "(pass skip_bad_records=True to skip and count such records)"])
-        with tf.control_dependencies([check]):
+        message = tf.strings.join([
+                "bad record: shard <", name, ">, record index ", tf.strings.as_string(index),
+                f" in that shard: the image {self.reason} (pass skip_bad_records=True to "
+                "skip and count such records)"])
+        with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
             return tf.constant(False)
 
     def _report(self, state, batch, skipped):

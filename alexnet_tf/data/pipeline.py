@@ -26,6 +26,11 @@ raises an error naming the shard and the record's index in it; with
 it fails, is redone one record at a time with `ignore_errors()`, and a check once per
 batch finds the gap in the positions and names the record (`alexnet_tf.data.bad_records`).
 
+Damaged shards: a shard the reader cannot read to its end (truncated, or bytes changed)
+raises an error naming the shard, the byte and the record where it breaks; with
+`skip_bad_records=True` the rest of the shard is skipped, printed and noted in
+`skipped` (`alexnet_tf.data.damaged_shards`).
+
 Cost: no function runs per image. Per chunk: one parse (`tf.io.parse_example`), one
 label check, one draw op (`preprocessing.train_draws`), and a loop of JPEG window
 decodes; per batch, the float work. docs/performance.md gives the pipeline's rate
@@ -42,6 +47,7 @@ import tensorflow as tf
 
 from alexnet_tf.data import bad_records
 from alexnet_tf.data import chunk_decode
+from alexnet_tf.data import damaged_shards
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data import schema
 from alexnet_tf.data import stats as stats_lib
@@ -114,25 +120,28 @@ def augment_seed(seed: int, pipeline_id: int = 0) -> int:
 
 
 def _records(files: list, *, seed: int, pipeline_id: int, training: bool, num_epochs: int,
-             shuffle_buffer: int, cycle_length: int) -> tf.data.Dataset:
+             shuffle_buffer: int, cycle_length: int, skip_bad_records: bool,
+             skipped: Optional[damaged_shards.SkippedData]) -> tf.data.Dataset:
     """(position, (record, shard id, index in shard)) for every record of every epoch.
 
     Each epoch is a fresh pass over the files: shard order and record order are
     reshuffled per epoch from fixed seeds (`reshuffle_each_iteration`), so epoch e's
     order depends only on (seed, e), and the shuffles' seed generators are part of
     the iterator checkpoint. A finite evaluation stream ends with a sentinel record
-    (shard id -1, see `bad_records`) so that a bad record at the very end is seen.
+    (shard id -1, see `bad_records`) so that a bad record at the very end is seen. Each
+    shard is read on its own and its end checked (`damaged_shards.checked_records`):
+    a damaged shard is an error naming it, or, with `skip_bad_records`, its rest is
+    skipped. The structure is the same either way, so a run may resume with the other.
     """
     file_seed, record_seed, _ = _shuffle_seeds(seed, pipeline_id)
+    sizes = [tf.io.gfile.stat(path).length for path in files]
     shards = tf.data.Dataset.from_tensor_slices(
-            (files, tf.range(len(files), dtype=tf.int64)))
+            (files, tf.range(len(files), dtype=tf.int64), tf.constant(sizes, tf.int64)))
     if training:
         shards = shards.shuffle(len(files), seed=file_seed, reshuffle_each_iteration=True)
     records = shards.interleave(
-            lambda shard, shard_id: tf.data.Dataset.zip(  # zip, not map: no call per record
-                    tf.data.TFRecordDataset(shard),
-                    tf.data.Dataset.from_tensors(shard_id).repeat(),
-                    tf.data.Dataset.range(2**62)),
+            lambda shard, shard_id, num_bytes: damaged_shards.checked_records(
+                    shard, shard_id, num_bytes, skip=skip_bad_records, skipped=skipped),
             cycle_length=cycle_length, block_length=1, num_parallel_calls=AUTOTUNE,
             deterministic=True)
     if training:
@@ -205,6 +214,7 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
                      private_threadpool_size: Optional[int] = None, input_context=None,
                      skip_bad_records: bool = False,
                      bad_record_counter: Optional[tf.Variable] = None,
+                     skipped: Optional[damaged_shards.SkippedData] = None,
                      data_service: Optional[str] = None,
                      data_service_job: Optional[str] = None,
                      square_jpeg: bool = False) -> tf.data.Dataset:
@@ -220,9 +230,10 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
     if data_service:
         from alexnet_tf.distributed import service  # Local import: only service runs need it.
         data_service = service.parse_service_address(data_service)  # Fail before building.
-        if bad_record_counter is not None:
-            raise ValueError("bad_record_counter cannot be used with data_service: the "
-                             "pipeline runs on the service's workers, not in this process")
+        if bad_record_counter is not None or skipped is not None:
+            raise ValueError("bad_record_counter and skipped cannot be used with "
+                             "data_service: the pipeline runs on the service's workers, not "
+                             "in this process")
         # The service splits the files among its workers at run time, so every trainer
         # must define the SAME dataset (one shared job): no per-pipeline file sharding.
         input_context = service.service_input_context(input_context)
@@ -234,6 +245,10 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
     batch_size = (global_batch_size if input_context is None else
                   input_context.get_per_replica_batch_size(global_batch_size))
     files = _shard_files(list(files), input_context)
+    if skipped is not None:
+        skipped.watch(files)
+        if bad_record_counter is None:
+            bad_record_counter = skipped.bad_records
     if num_epochs is None:
         num_epochs = -1 if training else 1
     # Image k of the stream is augmented with the stateless seed (augment_seed(...), k).
@@ -246,7 +261,8 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
                                        reason=_bad_reason(num_classes), counter=bad_record_counter)
     dataset = _records(files, seed=seed, pipeline_id=pipeline_id, training=training,
                        num_epochs=num_epochs, shuffle_buffer=shuffle_buffer,
-                       cycle_length=min(cycle_length, len(files)))
+                       cycle_length=min(cycle_length, len(files)),
+                       skip_bad_records=skip_bad_records, skipped=skipped)
     dataset = chunk_decode.decode(dataset, decode_records, batch_size=batch_size, chunk=chunk,
                       training=training, checker=checker)
     float_stage = (None if augment_on_device else
@@ -260,6 +276,11 @@ def build_from_files(files: list, parse: Callable, *, global_batch_size: int, tr
     options.deterministic = True
     if private_threadpool_size:
         options.threading.private_threadpool_size = private_threadpool_size
+    if bad_record_counter is not None or skipped is not None:
+        # The counters are variables the pipeline assigns: not part of the iterator's
+        # checkpoint (the scan's running count of bad records is).
+        options.experimental_external_state_policy = (
+                tf.data.experimental.ExternalStatePolicy.IGNORE)
     dataset = dataset.with_options(options)
     if data_service:
         dataset = service.distribute_over_service(dataset, data_service, data_service_job)
@@ -289,14 +310,17 @@ def build_dataset(data_dir: str, split: str, *, global_batch_size: int, training
       input_context: a `tf.distribute.InputContext` (from
         `strategy.distribute_datasets_from_function`): files are sharded per input
         pipeline, the batch is per replica.
-      skip_bad_records: skip (print and count) undecodable records and out-of-range
-        labels instead of raising an error that names the shard.
+      skip_bad_records: skip (print and count) undecodable records, out-of-range
+        labels and the rest of a damaged shard, instead of raising an error that names
+        the shard.
       **kwargs: resize_size, mean_mode ("image"|"rgb"), flip, pca_std,
         augment_on_device (yield the uint8 crop dict for `preprocessing.device_augment`
         instead of float images), ten_crop (eval: (B, 10, S, S, 3)), num_epochs
         (default: forever when training, 1 otherwise), shuffle_buffer, cycle_length,
         private_threadpool_size, bad_record_counter (an int64 tf.Variable receiving
-        the running count of skipped records), data_service (`grpc://host:port` of a
+        the running count of skipped records), skipped (a `damaged_shards.SkippedData`
+        counting bad records and noting damaged shards; not with data_service),
+        data_service (`grpc://host:port` of a
         tf.data service dispatcher: decode and augmentation run on its workers, see
         `service.distribute_over_service`), data_service_job (the shared job name).
 

@@ -7,14 +7,17 @@ image, and their horizontal reflections. The input pipeline makes those crops wi
 and counts (`metrics.py`).
 """
 
+import dataclasses
 import os
 from typing import Callable, Iterable, Optional
 
+from absl import logging
 import tensorflow as tf
 import tqdm
 
 from alexnet_tf import model_source
 from alexnet_tf import run_dir
+from alexnet_tf.data import damaged_shards
 from alexnet_tf.data import pipeline
 from alexnet_tf.data import schema
 from alexnet_tf.evaluation import metrics
@@ -89,7 +92,8 @@ def default_output(loaded: model_source.LoadedModel, model_dir: Optional[str],
 
 def run(data_dir: str, loaded: model_source.LoadedModel, *, output: str,
         ten_crop: bool = False, batch_size: int = 64, max_batches: Optional[int] = None,
-        show_progress: bool = False, accept_changed_data: bool = False) -> dict:
+        show_progress: bool = False, accept_changed_data: bool = False,
+        skip_bad_records: bool = False) -> dict:
     """Evaluates `loaded` on the validation records of `data_dir` and writes the counts.
 
     Args:
@@ -103,6 +107,9 @@ def run(data_dir: str, loaded: model_source.LoadedModel, *, output: str,
       show_progress: draw a progress bar on stderr.
       accept_changed_data: evaluate shards that differ from the converter's manifest
         (otherwise a ValueError names the first that does, `pipeline.verify_shards`).
+      skip_bad_records: skip undecodable records and the rest of damaged shards, log
+        them and record them in the output (otherwise the first is a user error naming
+        its shard: DamagedShardError or BadRecordError).
 
     Returns:
       The counts, as `evaluate` returns them.
@@ -110,15 +117,17 @@ def run(data_dir: str, loaded: model_source.LoadedModel, *, output: str,
     if not accept_changed_data:
         pipeline.verify_shards(data_dir, schema.VALIDATION)
     settings = loaded.settings
+    skipped = damaged_shards.SkippedData() if skip_bad_records else None
     dataset = pipeline.build_dataset(
             data_dir, schema.VALIDATION, global_batch_size=batch_size, training=False, seed=0,
             stats=settings.stats, crop_size=settings.crop_size,
-            resize_size=settings.resize_size, mean_mode=settings.mean_mode, ten_crop=ten_crop)
+            resize_size=settings.resize_size, mean_mode=settings.mean_mode, ten_crop=ten_crop,
+            skip_bad_records=skip_bad_records, skipped=skipped)
     total = pipeline.num_records(data_dir, schema.VALIDATION)
     if total is not None and max_batches is not None:
         total = min(total, max_batches * batch_size)
     with tqdm.tqdm(total=total, unit="image", desc="evaluating", disable=not show_progress,
-                   leave=False) as progress:
+                   leave=False) as progress, damaged_shards.user_errors():
         # The 10 crops come in `preprocessing.eval_crops` order: the centre crop first.
         counts = evaluate(loaded.probabilities_fn(), dataset, ten_crop=ten_crop,
                           centre_index=0 if ten_crop else None, max_batches=max_batches,
@@ -126,5 +135,20 @@ def run(data_dir: str, loaded: model_source.LoadedModel, *, output: str,
     metrics.write_json(output, counts, source=loaded.path, data_dir=data_dir,
                        split=schema.VALIDATION, crop_size=settings.crop_size,
                        resize_size=settings.resize_size, mean_mode=settings.mean_mode,
-                       max_batches=max_batches)
+                       max_batches=max_batches, **_skipped_summary(skipped))
     return counts
+
+
+def _skipped_summary(skipped: Optional[damaged_shards.SkippedData]) -> dict:
+    """What was skipped, for the output file; each damaged shard is also logged."""
+    if skipped is None:
+        return {}
+    damaged = skipped.damaged()
+    for damage in damaged:
+        logging.warning("Skipped the rest of a damaged shard (--skip_bad_records): %s",
+                        damage.describe())
+    if skipped.num_bad_records():
+        logging.warning("Skipped %d bad record(s) (--skip_bad_records; each named on stderr)",
+                        skipped.num_bad_records())
+    return dict(skipped_bad_records=skipped.num_bad_records(),
+                damaged_shards=[dataclasses.asdict(damage) for damage in damaged])

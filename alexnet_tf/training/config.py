@@ -51,7 +51,7 @@ RESUMABLE_CHANGES = frozenset({
         # The learning rate and the schedule's settings: the way out of a run that
         # diverged or stalls. Changes are recorded in model_dir/config_history.json.
         "learning_rate", "lr_factor", "lr_patience", "lr_max_reductions", "lr_min_delta",
-        "lr_boundaries", "warmup_epochs", "accept_changed_data",
+        "lr_boundaries", "warmup_epochs", "accept_changed_data", "skip_bad_records",
 })
 
 
@@ -90,6 +90,12 @@ class TrainConfig:
                                        "converter's manifest records (replaced, truncated "
                                        "or extra files); by default that is an error "
                                        "naming the file.")
+    skip_bad_records: bool = _field(False, "Skip and count what cannot be read: records "
+                                    "whose image cannot be decoded or whose label is out "
+                                    "of range, and the rest of a shard that is truncated or "
+                                    "corrupted. Logged with the shards' names, and written "
+                                    "to TensorBoard (data/bad_records, data/damaged_shards); "
+                                    "by default each is an error naming the shard.")
     synthetic_data: bool = _field(False, "Train on random tensors (smoke tests, benchmarks).")
     make_demo_data: bool = _field(False, "If data_dir holds no TFRecords, make the demo "
                                   "dataset (tools/make_demo_data.py) under demo_dir and "

@@ -33,6 +33,8 @@ class Datasets:
       train_augment: None when `train` yields float images; with --augment_on=device,
         `train` yields `preprocessing.device_augment` dicts of uint8 crops and this maps
         one (a replica's slice) to float images, inside the training step.
+      skipped: with --skip_bad_records, {"train": SkippedData, "validation": ...}: what
+        each split's pipeline skipped (a split read by the tf.data service has none).
     """
     train: tf.data.Dataset
     validation: Callable[[], tf.data.Dataset]
@@ -41,6 +43,7 @@ class Datasets:
     labels_file: Optional[str] = None
     labels: Optional[list] = None
     train_augment: Optional[Callable] = None
+    skipped: dict = dataclasses.field(default_factory=dict)
 
 
 def _input_context(strategy):
@@ -92,14 +95,35 @@ def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "")
         raise ValueError(f"no {schema.LABELS_FILE} in {config.data_dir!r}: set --num_classes")
     common = _pipeline_args(config, num_classes, context)
     service = _service_args(config, model_dir)
+    skipped = _skipped(config)
     train = input_pipeline.build_dataset(config.data_dir, schema.TRAIN, training=True,
-                                         **common, **_augment_args(config), **service)
+                                         **common, **_augment_args(config), **service,
+                                         **_skip_args(skipped, schema.TRAIN))
     return Datasets(train_augment=_train_augment(config, common),
             train=train,
             validation=lambda: input_pipeline.build_dataset(
-                    config.data_dir, schema.VALIDATION, training=False, **common),
+                    config.data_dir, schema.VALIDATION, training=False, **common,
+                    **_skip_args(skipped, schema.VALIDATION)),
             num_train_examples=_num_train_examples(config.data_dir), num_classes=num_classes,
-            labels_file=os.path.join(config.data_dir, schema.LABELS_FILE))
+            labels_file=os.path.join(config.data_dir, schema.LABELS_FILE),
+            skipped=skipped or {})
+
+
+def _skipped(config: config_lib.TrainConfig) -> Optional[dict]:
+    """{split: SkippedData} with --skip_bad_records (training's only when read here), else
+    None."""
+    if not config.skip_bad_records:
+        return None
+    from alexnet_tf.data import damaged_shards
+    splits = (schema.VALIDATION,) if config.data_service else (schema.TRAIN, schema.VALIDATION)
+    return {split: damaged_shards.SkippedData() for split in splits}
+
+
+def _skip_args(skipped: Optional[dict], split: str) -> dict:
+    """The input pipeline's skip_bad_records and skipped arguments for `split`."""
+    if skipped is None:
+        return {}
+    return dict(skip_bad_records=True, skipped=skipped.get(split))
 
 
 def _pipeline_args(config: config_lib.TrainConfig, num_classes: int, context) -> dict:
@@ -143,13 +167,17 @@ def _tfds_datasets(config: config_lib.TrainConfig, context, model_dir: str) -> D
         raise ValueError(f"num_classes={config.num_classes} but the TFDS build at "
                          f"{config.tfds_data_dir!r} has {num_classes} classes")
     common = _pipeline_args(config, num_classes, context)
+    skipped = _skipped(config)
     train = tfds_input.build_tfds_dataset(config.tfds_data_dir, schema.TRAIN, training=True,
                                           **common, **_augment_args(config),
-                                          **_service_args(config, model_dir))
+                                          **_service_args(config, model_dir),
+                                          **_skip_args(skipped, schema.TRAIN))
     # TFDS's imagenet2012 class names are the synset ids, in the same sorted order.
     labels = [dict(index=index, synset=name, name="") for index, name in enumerate(names)]
     return Datasets(
             train=train, train_augment=_train_augment(config, common),
             validation=lambda: tfds_input.build_tfds_dataset(
-                    config.tfds_data_dir, schema.VALIDATION, training=False, **common),
-            num_train_examples=num_train, num_classes=num_classes, labels=labels)
+                    config.tfds_data_dir, schema.VALIDATION, training=False, **common,
+                    **_skip_args(skipped, schema.VALIDATION)),
+            num_train_examples=num_train, num_classes=num_classes, labels=labels,
+            skipped=skipped or {})

@@ -30,6 +30,8 @@ import tensorflow as tf
 
 from alexnet_tf import atomic
 from alexnet_tf import run_dir
+from alexnet_tf.data import damaged_shards
+from alexnet_tf.data import schema
 from alexnet_tf.distributed import cluster
 from alexnet_tf.distributed import strategy as strategy_lib
 from alexnet_tf.nn import precision
@@ -64,6 +66,8 @@ def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
     Raises:
       NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
       ValueError: bad settings, or settings incompatible with the run in model_dir.
+      damaged_shards.DamagedShardError, bad_records.BadRecordError: data that cannot be
+        read, named (without config.skip_bad_records).
     """
     strategy = strategy_lib.create_strategy(config.strategy, config.devices,
                                             config.communication)
@@ -80,7 +84,8 @@ def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
         state = _build(config, model_dir, strategy, datasets, task)
         try:
             _restore(state, config, strategy)
-            return _loop(state, config, model_dir, strategy, datasets, task, termination)
+            with damaged_shards.user_errors():
+                return _loop(state, config, model_dir, strategy, datasets, task, termination)
         finally:
             cluster.discard_write_dir(state.write_dir, state.checkpoint_dir)
 
@@ -218,6 +223,7 @@ def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, t
                                        num_local_replicas, datasets.train_augment)
     eval_step = steps.make_eval_step(state.model, strategy, num_local_replicas)
     writers = summaries.summary_writers(model_dir, task.is_chief)
+    skipped = summaries.SkippedReport(datasets.skipped, writers)
     steps_per_epoch = config.steps_per_epoch or max(
             1, datasets.num_train_examples // config.batch_size)
     total_steps = config.num_epochs * steps_per_epoch
@@ -250,6 +256,8 @@ def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, t
             _check_finite(loss, step, state.manager)
             state.step.assign(step)
             _log_step(writers, progress, config, step, loss, state.optimizer)
+            if step % config.log_every_steps == 0:
+                skipped.update(schema.TRAIN, step)
             inspector.after_step(step)
             _warn(stall.update(step, loss))
             stop = _agreed_stop(strategy, task, termination)
@@ -260,6 +268,7 @@ def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, t
                 if epoch_ends:
                     results = _end_of_epoch(state, config, model_dir, strategy, datasets,
                                             eval_step, writers, history, epoch, step, task)
+                    skipped.update(schema.VALIDATION, step)
                 # Agreed again: a SIGTERM that arrived during validation must not stop one
                 # worker while the others go on into the next epoch's all-reduce.
                 if _agreed_stop(strategy, task, termination):
@@ -274,8 +283,10 @@ def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, t
         # Stopped mid-epoch (max_steps): validate and save the final state too.
         results = dict(_validate(config, strategy, datasets, eval_step, writers, state.model,
                                  step), step=step, epoch=int(state.epoch.numpy()))
+        skipped.update(schema.VALIDATION, step)
         if state.last_saved_step != step:
             _save(state, strategy, step)
+    skipped.update(schema.TRAIN, step)
     return dict(results, preempted=False, history=history)
 
 

@@ -1,8 +1,10 @@
 """What a training run reports: progress bar, TensorBoard summaries, the conv1 kernel grid.
 
 TensorBoard logs go to model_dir/logs/train and model_dir/logs/validation: loss, learning
-rate and images/s while training; top-1/top-5 error per epoch; and the first layer's
-kernels as one image, the paper's Figure 3 (written by the chief only).
+rate and images/s while training; top-1/top-5 error per epoch; the first layer's kernels
+as one image, the paper's Figure 3 (written by the chief only); and, with
+--skip_bad_records, what each split's input skipped (data/bad_records,
+data/damaged_shards), also logged as warnings naming the shards.
 """
 
 import math
@@ -11,6 +13,7 @@ import sys
 import time
 from typing import Optional
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 import tqdm
@@ -80,6 +83,40 @@ def write_epoch_summaries(writers: dict, step: int, results: dict, model,
                 tf.summary.image("conv1_kernels", kernel_grid(kernels))
     for writer in writers.values():
         writer.flush()
+
+
+class SkippedReport:
+    """What the input skipped (--skip_bad_records), per split: warnings and TensorBoard.
+
+    Args:
+      skipped: {split: damaged_shards.SkippedData} (`Datasets.skipped`); empty: no-op.
+      writers: `summary_writers`' writers, by split.
+    """
+
+    def __init__(self, skipped: dict, writers: dict):
+        self._skipped, self._writers = skipped, writers
+        self._warned = set()  # (split, shard) already named in a warning
+        self._bad_records = {}  # split -> the count last warned about
+
+    def update(self, split: str, step: int) -> None:
+        """Warns about newly skipped data of `split`; writes its counts at `step`."""
+        skipped = self._skipped.get(split)
+        if skipped is None:
+            return
+        damaged = skipped.damaged()
+        for damage in damaged:
+            if (split, damage.path) not in self._warned:
+                self._warned.add((split, damage.path))
+                logging.warning("Skipping the rest of a damaged %s shard (--skip_bad_records): "
+                                "%s", split, damage.describe())
+        bad_records = skipped.num_bad_records()
+        if bad_records > self._bad_records.get(split, 0):
+            self._bad_records[split] = bad_records
+            logging.warning("Skipped %d bad %s record(s) so far (--skip_bad_records; each "
+                            "named on stderr)", bad_records, split)
+        with self._writers[split].as_default(step=step):
+            tf.summary.scalar("data/bad_records", bad_records)
+            tf.summary.scalar("data/damaged_shards", len(damaged))
 
 
 class Progress:
