@@ -91,7 +91,7 @@ class Damage:
 
     def describe(self) -> str:
         """One line: the shard, the byte, the record and why."""
-        lost = ("" if self.unread_records is None else
+        lost = ("" if not self.unread_records else
                 f"; {self.unread_records} whole record(s) after it cannot be read either")
         return (f"{self.path}: damaged TFRecord shard: record {self.record} (at byte "
                 f"{self.offset}) {self.reason}{lost}")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from alexnet_tf import model_source
+from alexnet_tf.data import damaged_shards
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data import schema
 from alexnet_tf.data import stats as stats_lib
@@ -161,3 +163,31 @@ def test_entry_point_on_saved_model(evaluated_run, tmp_path):
     assert written[evaluation.CENTRE]["top5_correct"] == centre_top5
     assert written[evaluation.TEN_CROP]["top1_correct"] == ten_top1
     assert written[evaluation.TEN_CROP]["top5_correct"] == ten_top5
+
+
+@pytest.mark.parametrize("how, reason", [("truncate", "truncated"), ("flip", "corrupted")])
+def test_a_damaged_shard_is_named_or_skipped_and_recorded(evaluated_run, tmp_path,
+                                                         damage_shard, how, reason, caplog):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for name in os.listdir(evaluated_run["data_dir"]):
+        (data_dir / name).write_bytes((pathlib.Path(evaluated_run["data_dir"]) / name).read_bytes())
+    shard = str(data_dir / schema.shard_name(schema.VALIDATION, 0, 1))
+    where = damage_shard(shard, how)
+    loaded = model_source.load(model_dir=evaluated_run["model_dir"])
+    with pytest.raises(damaged_shards.DamagedShardError,
+                       match=f"^{shard}: .*record {where['record']} \\(at byte "
+                             f"{where['offset']}\\) is {reason}.*--skip_bad_records"):
+        evaluation.run(str(data_dir), loaded, batch_size=4, output=str(tmp_path / "no.json"))
+    assert not os.path.exists(tmp_path / "no.json")
+    output = str(tmp_path / "skipped.json")
+    counts = evaluation.run(str(data_dir), loaded, batch_size=4, output=output,
+                            skip_bad_records=True)
+    assert counts[evaluation.CENTRE].num_examples == where["record"]  # the records before it
+    written = json.loads(open(output).read())
+    assert written["skipped_bad_records"] == 0
+    [damage] = written["damaged_shards"]
+    assert (damage["path"], damage["offset"], damage["record"]) == (
+            shard, where["offset"], where["record"])
+    assert any(shard in record.getMessage() and "damaged shard" in record.getMessage()
+               for record in caplog.records if record.levelname == "WARNING")
