@@ -119,8 +119,7 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool,
     saved = config_lib.load_saved(model_dir)
     if saved is not None:
         config_lib.check_compatible(saved, config)
-    if config.init_checkpoint and tf.train.latest_checkpoint(
-            run_dir.checkpoint_dir(model_dir)) is None:
+    if config.init_checkpoint and resume_from is None:
         # Before anything is written: the weights to start from must run in the same net.
         _, source_spec = checkpoints.resolve_init_checkpoint(config.init_checkpoint)
         checkpoints.check_same_lrn(source_spec, config.model_spec(), config.init_checkpoint)
