@@ -32,6 +32,10 @@ class ExistingOutputError(UsageError, FileExistsError):
     """An output would overwrite something the command must not replace."""
 
 
+class CorruptCheckpointError(InvalidInputError):
+    """A checkpoint the user named, or every checkpoint of a run, does not read whole."""
+
+
 def one_line(error: BaseException) -> str:
     """The error's message on one line (a FileNotFoundError built from errno included)."""
     text = str(error) or type(error).__name__

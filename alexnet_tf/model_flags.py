@@ -1,6 +1,6 @@
 """The flags that name a trained model, shared by evaluate, export, predict and visualize.
 
-  --model_dir    a training run (its latest checkpoint unless --checkpoint)
+  --model_dir    a training run (its newest checkpoint that reads whole, unless --checkpoint)
   --checkpoint   a checkpoint of --model_dir, by prefix or name (ckpt-12)
   --saved_model  an export: a version directory E/3 or the export directory E
   --stats_path   override the recorded colour statistics (must match training)
@@ -16,10 +16,12 @@ from absl import flags
 from alexnet_tf.data import preprocessing
 
 MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training run directory (config.json, "
-                                "checkpoints/, labels.json); its latest checkpoint unless "
-                                "--checkpoint is given.")
+                                "checkpoints/, labels.json); its newest checkpoint that "
+                                "reads whole unless --checkpoint is given.")
 CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A checkpoint of --model_dir: prefix or "
-                                 "name (e.g. ckpt-12); default the latest.")
+                                 "name (e.g. ckpt-12); default the newest that reads "
+                                 "whole (a damaged newer one is skipped with a warning). "
+                                 "A damaged --checkpoint is an error.")
 SAVED_MODEL = flags.DEFINE_string("saved_model", None, "An export of alexnet_tf.export: a "
                                   "version directory (E/3) or the export directory E (its "
                                   "highest version).")

@@ -7,7 +7,8 @@
     stats.npz            the colour statistics of imported weights (import_weights);
                          config.json's "stats_path" names it relative to model_dir
     checkpoints/         tf.train.CheckpointManager directory, ckpt-<step>; each
-                         checkpoint holds at least `model=`
+                         checkpoint holds at least `model=`; damaged ones the trainer
+                         set aside are corrupt-ckpt-<step>.* (checkpoint_files.py)
     train_history.json   validation results per epoch
     config_history.json  the settings a resumed run changed, and from which checkpoint
     logs/train, logs/validation   TensorBoard
@@ -23,6 +24,8 @@ import os
 from typing import Optional
 
 from alexnet_tf import atomic
+from alexnet_tf import checkpoint_files
+from alexnet_tf import errors
 from alexnet_tf.data import schema
 from alexnet_tf.data import stats as stats_lib
 
@@ -83,32 +86,55 @@ def build_model(spec: dict, tower_devices=None):
 
 
 def latest_checkpoint(model_dir: str) -> str:
-    """The newest checkpoint prefix in model_dir/checkpoints.
+    """The newest checkpoint prefix in model_dir/checkpoints that reads whole.
+
+    The checkpoints are found from their files (an unreadable state file does not matter);
+    a newer one that does not read is skipped with a warning naming it and what is wrong.
 
     Raises:
-      FileNotFoundError: there is none.
+      errors.MissingInputError: there is no checkpoint.
+      errors.CorruptCheckpointError: there are checkpoints, but none reads.
     """
-    import tensorflow as tf
-    path = tf.train.latest_checkpoint(checkpoint_dir(model_dir))
+    from absl import logging
+    directory = checkpoint_dir(model_dir)
+    _, state_problem = checkpoint_files.read_state(directory)
+    if state_problem:
+        logging.warning("The checkpoint state file %s does not read (%s): using the "
+                        "checkpoint files found beside it", os.path.join(
+                                directory, checkpoint_files.STATE_FILE), state_problem)
+    path, damaged = checkpoint_files.newest_intact(directory)
     if path is None:
-        raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(model_dir)!r}")
+        raise errors.MissingInputError(f"no checkpoint in {directory!r}: --model_dir must be "
+                                       "a run that `python -m alexnet_tf.train` has saved")
+    for bad in damaged:
+        logging.warning("Skipping damaged checkpoint %s: %s. Using %s, the newest one that "
+                        "reads whole", bad.prefix, bad.problem, path)
     return path
 
 
 def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
     """A checkpoint prefix: the latest, a full prefix, or a name inside model_dir/checkpoints.
 
+    A checkpoint named explicitly is checked too, and never replaced by another.
+
     Raises:
-      FileNotFoundError: no such checkpoint.
+      errors.MissingInputError: no such checkpoint (or none at all).
+      errors.CorruptCheckpointError: the named checkpoint, or every one, does not read.
     """
     import tensorflow as tf
     if not checkpoint:
         return latest_checkpoint(model_dir)
     for path in (checkpoint, os.path.join(checkpoint_dir(model_dir), checkpoint)):
         if tf.io.gfile.exists(path + ".index"):
+            problem = checkpoint_files.problem(path)
+            if problem:
+                raise errors.CorruptCheckpointError(
+                        f"checkpoint {checkpoint!r} ({path}) is damaged: {problem}; name "
+                        "another, or omit it to use the newest one that reads whole")
             return path
-    raise FileNotFoundError(f"checkpoint {checkpoint!r} not found (expected a prefix such as "
-                            f"{checkpoint_dir(model_dir)}/ckpt-12, or its name ckpt-12)")
+    raise errors.MissingInputError(
+            f"checkpoint {checkpoint!r} not found (expected a prefix such as "
+            f"{checkpoint_dir(model_dir)}/ckpt-12, or its name ckpt-12)")
 
 
 def restore_model(model_dir: str, checkpoint: Optional[str] = None):
@@ -120,10 +146,13 @@ def restore_model(model_dir: str, checkpoint: Optional[str] = None):
 
     Args:
       model_dir: a run directory.
-      checkpoint: a checkpoint prefix or name; default the latest.
+      checkpoint: a checkpoint prefix or name; default the newest that reads whole.
 
     Returns:
       (keras.Model, config dict, checkpoint path).
+
+    Raises:
+      errors.MissingInputError, errors.CorruptCheckpointError: see `resolve_checkpoint`.
     """
     import tensorflow as tf
     config = read_config(model_dir)

@@ -216,6 +216,28 @@ def make_run(randomize_weights):
     return make
 
 
+@pytest.fixture(scope="session")
+def corrupt_checkpoint():
+    """corrupt_checkpoint(prefix, how): damages a real checkpoint as a disk fault would.
+
+      "truncate-data"   its .data-00000-of-00001 file cut to half its length
+      "truncate-index"  its .index file cut to half its length
+      "garbage-state"   the state file `checkpoint` beside it replaced by random bytes
+    """
+    def corrupt(prefix, how: str) -> None:
+        prefix = str(prefix)
+        if how == "garbage-state":
+            path = os.path.join(os.path.dirname(prefix), "checkpoint")
+            with open(path, "wb") as f:
+                f.write(np.random.default_rng(0).integers(128, 256, 300, np.uint8).tobytes())
+            return
+        path = prefix + {"truncate-data": ".data-00000-of-00001",
+                         "truncate-index": ".index"}[how]
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+    return corrupt
+
+
 # ------------------------------------------------------------------------------- custom layers
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,8 @@ from typing import Mapping, Optional, Tuple
 
 import tensorflow as tf
 
+from alexnet_tf import checkpoint_files
+
 TF_CONFIG = "TF_CONFIG"
 # Jobs MultiWorkerMirroredStrategy trains with; "chief" is worker 0 when present.
 TRAINING_JOBS = ("chief", "worker")
@@ -260,7 +262,7 @@ class WorkerIteratorCheckpoint:
         self._checkpoint = tf.train.Checkpoint(iterator=iterator)
         self._manager = tf.train.CheckpointManager(self._checkpoint, self.directory,
                                                    max_to_keep=max_to_keep,
-                                                   checkpoint_name="ckpt")
+                                                   checkpoint_name=checkpoint_files.CHECKPOINT_NAME)
 
     def save(self, step: int) -> str:
         return self._manager.save(checkpoint_number=step)
@@ -272,7 +274,7 @@ class WorkerIteratorCheckpoint:
           FileNotFoundError: no iterator checkpoint for `step` (the number of workers
             changed since the save, or this worker's files were deleted).
         """
-        path = os.path.join(self.directory, f"ckpt-{step}")
+        path = os.path.join(self.directory, f"{checkpoint_files.CHECKPOINT_NAME}-{step}")
         if not tf.io.gfile.exists(path + ".index"):
             raise FileNotFoundError(
                     f"no input-iterator checkpoint {path!r} to resume step {step}: a "

@@ -37,6 +37,7 @@ from typing import Optional
 import numpy as np
 
 from alexnet_tf import atomic
+from alexnet_tf import checkpoint_files
 from alexnet_tf import errors
 from alexnet_tf import run_dir
 from alexnet_tf.data import stats as stats_lib
@@ -200,7 +201,7 @@ def _write(imported: Imported, model, directory: str, final_dir: str) -> None:
     run_dir.write_labels(directory, classes.imagenet_labels())
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
                                          run_dir.checkpoint_dir(directory), max_to_keep=1,
-                                         checkpoint_name="ckpt")
+                                         checkpoint_name=checkpoint_files.CHECKPOINT_NAME)
     manager.save(checkpoint_number=0)
     flags_config = dataclasses.replace(
             imported.config, stats_path=os.path.join(os.path.abspath(final_dir),

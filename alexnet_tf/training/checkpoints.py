@@ -15,16 +15,22 @@ any step and restarted continues exactly as if it had not stopped:
 `tf.train.CheckpointManager.save` writes the data files first and rewrites the small
 `checkpoint` index file last (itself via a temporary file and rename), so a process
 killed during a save leaves the index naming the previous, complete checkpoint.
+
+A resume starts from the newest checkpoint that reads whole (`resume_checkpoint`), found
+from the files on disk: damaged newer ones are set aside as corrupt-ckpt-<step>.* and
+the state file is rewritten, so the manager keeps counting only intact checkpoints.
 """
 
 import os
 import signal
 import threading
-from typing import Sequence
+from typing import Optional, Sequence
 
 from absl import logging
 import tensorflow as tf
 
+from alexnet_tf import checkpoint_files
+from alexnet_tf import errors
 from alexnet_tf import run_dir
 from alexnet_tf.nn import models
 
@@ -60,7 +66,7 @@ def remove_stale_temporaries(directory: str) -> list:
     removed = []
     for name in sorted(tf.io.gfile.listdir(directory)):
         name = name.rstrip("/")
-        if name.startswith("ckpt-") and name.endswith("_temp"):
+        if name.startswith(checkpoint_files.CHECKPOINT_NAME + "-") and name.endswith("_temp"):
             path = os.path.join(directory, name)
             tf.io.gfile.rmtree(path) if tf.io.gfile.isdir(path) else tf.io.gfile.remove(path)
             removed.append(path)
@@ -71,7 +77,79 @@ def make_manager(checkpoint: tf.train.Checkpoint, directory: str,
                  keep_checkpoints: int) -> tf.train.CheckpointManager:
     """A CheckpointManager keeping the last `keep_checkpoints`, named by global step."""
     return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=keep_checkpoints,
-                                      checkpoint_name="ckpt")
+                                      checkpoint_name=checkpoint_files.CHECKPOINT_NAME)
+
+
+def resume_checkpoint(directory: str, repair: bool) -> Optional[str]:
+    """The checkpoint a rerun resumes from: the newest in `directory` that reads whole.
+
+    Each newer, damaged checkpoint is reported in a warning. With `repair` (the chief,
+    before its CheckpointManager reads the directory) they are renamed to
+    corrupt-ckpt-<step>.*, so that no later step's save or cleanup trips on them and
+    nothing is deleted, and the state file is rewritten to list the intact checkpoints
+    (an unreadable one is kept as corrupt-checkpoint).
+
+    Returns:
+      The prefix, or None when the directory holds no checkpoint (a new run).
+
+    Raises:
+      errors.CorruptCheckpointError: there are checkpoints but none reads; nothing is
+        moved, and the run does not start afresh over them.
+    """
+    state, state_problem = checkpoint_files.read_state(directory)
+    state_path = os.path.join(directory, checkpoint_files.STATE_FILE)
+    if state_problem:
+        logging.warning("The checkpoint state file %s does not read (%s): using the "
+                        "checkpoint files found beside it", state_path, state_problem)
+    try:
+        path, damaged = checkpoint_files.newest_intact(directory)
+    except errors.CorruptCheckpointError as error:
+        raise errors.CorruptCheckpointError(
+                f"{error}. Not starting afresh over them: to train from scratch, use a new "
+                "--model_dir (or move this one's checkpoints/ away)") from None
+    for bad in damaged:
+        moved = checkpoint_files.set_aside(bad.prefix) if repair else None
+        logging.warning("Checkpoint %s is damaged: %s.%s", bad.prefix, bad.problem,
+                        f" Moved its files to {moved}.*" if moved else "")
+    if repair and state_problem:
+        logging.warning("Moved the unreadable state file to %s",
+                        checkpoint_files.set_state_aside(directory))
+        state = None
+    if repair and path is not None:
+        _rewrite_state(directory, state, path)
+    if path is not None and (damaged or state_problem):
+        logging.warning("Resuming from %s, the newest checkpoint that reads whole", path)
+    return path
+
+
+def _rewrite_state(directory: str, state, latest: str) -> None:
+    """Makes the state file name `latest` and list only checkpoints on disk, if it does not.
+
+    Listed checkpoints keep their times. Without a readable state file, every checkpoint
+    on disk up to `latest` is listed with its files' time, and so is `latest` if a save
+    was killed before naming it: the manager then counts them among max_to_keep and
+    deletes the oldest as usual.
+    """
+    name = os.path.basename
+    on_disk = [prefix for prefix in checkpoint_files.on_disk(directory)
+               if checkpoint_files.step_of(prefix) <= checkpoint_files.step_of(latest)]
+    times = {}
+    if state is not None:
+        listed = [name(path) for path in state.all_model_checkpoint_paths]
+        if (name(state.model_checkpoint_path) == name(latest)
+                and set(listed) <= {name(prefix) for prefix in on_disk}):
+            return  # As the manager left it.
+        times = dict(zip(listed, state.all_model_checkpoint_timestamps))
+        on_disk = [prefix for prefix in on_disk
+                   if name(prefix) in listed or prefix == latest]
+    timestamps = [times.get(name(prefix)) or checkpoint_files.modification_time(prefix)
+                  for prefix in on_disk]
+    preserved = min(timestamps) - 1.0
+    if state is not None and state.last_preserved_timestamp < min(timestamps):
+        preserved = state.last_preserved_timestamp
+    checkpoint_files.write_state(directory, on_disk, timestamps, preserved)
+    logging.info("Rewrote %s to list %s", os.path.join(directory, checkpoint_files.STATE_FILE),
+                 [name(prefix) for prefix in on_disk])
 
 
 def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
@@ -96,15 +174,24 @@ def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
 def resolve_init_checkpoint(path: str) -> tuple:
     """Turns --init_checkpoint (a model_dir or a checkpoint prefix) into (prefix, model spec).
 
+    A model_dir gives its newest checkpoint that reads whole; a prefix is used only if it
+    reads whole.
+
     Raises:
       FileNotFoundError: no checkpoint or no config.json where expected.
+      errors.CorruptCheckpointError: the prefix, or every checkpoint of the model_dir,
+        does not read.
     """
     if os.path.isdir(path):
         source_dir, prefix = path, run_dir.latest_checkpoint(path)
     else:
         if not tf.io.gfile.exists(path + ".index"):
-            raise FileNotFoundError(f"--init_checkpoint={path!r} is neither a model_dir nor "
-                                    "a checkpoint prefix (no .index file)")
+            raise errors.MissingInputError(f"--init_checkpoint={path!r} is neither a model_dir "
+                                           "nor a checkpoint prefix (no .index file)")
+        problem = checkpoint_files.problem(path)
+        if problem:
+            raise errors.CorruptCheckpointError(f"--init_checkpoint={path!r} is damaged: "
+                                                f"{problem}")
         # A prefix model_dir/checkpoints/ckpt-N: its run's config is two levels up.
         source_dir, prefix = os.path.dirname(os.path.dirname(os.path.abspath(path))), path
     return prefix, run_dir.read_config(source_dir)["model"]

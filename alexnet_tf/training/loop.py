@@ -1,7 +1,8 @@
 """train_and_evaluate(config, model_dir): the training loop, read from top to bottom.
 
   build     strategy, data, model, optimizer, learning-rate schedule, checkpoint
-  restore   the run's latest checkpoint, or --init_checkpoint's weights for a new run
+  restore   the run's newest checkpoint that reads whole (damaged newer ones are set
+            aside), or --init_checkpoint's weights for a new run
   loop      one global batch per step; periodic triggers: summaries every
             log_every_steps, a checkpoint every checkpoint_every_steps, and at each
             epoch's end validation, the schedule's update and a checkpoint
@@ -68,6 +69,7 @@ def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
       ValueError: bad settings, or settings incompatible with the run in model_dir.
       damaged_shards.DamagedShardError, bad_records.BadRecordError: data that cannot be
         read, named (without config.skip_bad_records).
+      errors.CorruptCheckpointError: model_dir has checkpoints but none reads whole.
     """
     strategy = strategy_lib.create_strategy(config.strategy, config.devices,
                                             config.communication)
@@ -78,12 +80,16 @@ def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
         # data order is a function of --seed alone, whatever ran earlier in this process.
         keras.utils.set_random_seed(config.seed)
         datasets = make_datasets(config, strategy, model_dir)
-    config = _prepare_model_dir(config, model_dir, datasets, task.is_chief)
+    # The newest checkpoint that reads whole; the chief sets damaged ones aside before
+    # anything else reads the directory.
+    resume_from = checkpoints.resume_checkpoint(run_dir.checkpoint_dir(model_dir),
+                                                repair=task.is_chief)
+    config = _prepare_model_dir(config, model_dir, datasets, task.is_chief, resume_from)
     with precision.dtype_policy(config.precision), \
             checkpoints.TerminationFlag() as termination:
         state = _build(config, model_dir, strategy, datasets, task)
         try:
-            _restore(state, config, strategy)
+            _restore(state, config, strategy, resume_from)
             with damaged_shards.user_errors():
                 return _loop(state, config, model_dir, strategy, datasets, task, termination)
         finally:
@@ -107,7 +113,8 @@ class _State:
     last_saved_step: Optional[int] = None
 
 
-def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool):
+def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool,
+                       resume_from: Optional[str]):
     """Resolves num_classes, checks a resumed run's settings, writes config and labels."""
     if config.num_classes == 0:
         config = dataclasses.replace(config, num_classes=datasets.num_classes)
@@ -117,14 +124,14 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool):
     saved = config_lib.load_saved(model_dir)
     if saved is not None:
         config_lib.check_compatible(saved, config)
-    if config.init_checkpoint and tf.train.latest_checkpoint(
-            run_dir.checkpoint_dir(model_dir)) is None:
+    if config.init_checkpoint and resume_from is None:
         # Before anything is written: the weights to start from must run in the same net.
         _, source_spec = checkpoints.resolve_init_checkpoint(config.init_checkpoint)
         checkpoints.check_same_lrn(source_spec, config.model_spec(), config.init_checkpoint)
     if chief:
         if saved is not None:
-            _record_changes(model_dir, config_lib.changed_settings(saved, config))
+            _record_changes(model_dir, config_lib.changed_settings(saved, config),
+                            resume_from)
         config_lib.save(config, model_dir)
         labels = datasets.labels
         if datasets.labels_file and os.path.exists(datasets.labels_file):
@@ -135,7 +142,7 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool):
     return config
 
 
-def _record_changes(model_dir: str, changes: dict) -> None:
+def _record_changes(model_dir: str, changes: dict, resume_from: Optional[str]) -> None:
     """Appends the settings a resume changes to model_dir/config_history.json."""
     if not changes:
         return
@@ -144,8 +151,7 @@ def _record_changes(model_dir: str, changes: dict) -> None:
     if os.path.exists(path):
         with open(path) as f:
             history = json.load(f)
-    history.append(dict(resumed_from=tf.train.latest_checkpoint(run_dir.checkpoint_dir(model_dir)),
-                        changes=changes))
+    history.append(dict(resumed_from=resume_from, changes=changes))
     atomic.write_json(path, history)
     logging.info("Resuming with changed settings (recorded in %s): %s", path, changes)
 
@@ -196,10 +202,9 @@ def _build(config, model_dir: str, strategy, datasets: Datasets, task) -> _State
                   checkpoint_dir, write_dir, iterator_checkpoint)
 
 
-def _restore(state: _State, config, strategy) -> None:
-    """Restores the latest checkpoint; a new run may start from --init_checkpoint."""
+def _restore(state: _State, config, strategy, latest: Optional[str]) -> None:
+    """Restores checkpoint `latest`; a new run (None) may start from --init_checkpoint."""
     # Every worker restores the chief's checkpoint (model_dir must be shared).
-    latest = tf.train.latest_checkpoint(state.checkpoint_dir)
     if latest is None and config.init_checkpoint:
         checkpoints.initialize_from(state.model, config.init_checkpoint, run_dir.build_model)
     checkpoints.freeze_all_but(state.model, config.trainable_layers)

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -191,3 +192,36 @@ def test_a_damaged_shard_is_named_or_skipped_and_recorded(evaluated_run, tmp_pat
             shard, where["offset"], where["record"])
     assert any(shard in record.getMessage() and "damaged shard" in record.getMessage()
                for record in caplog.records if record.levelname == "WARNING")
+
+
+def _evaluate(*flags):
+    return subprocess.run([sys.executable, "-m", "alexnet_tf.evaluate", *flags],
+                          capture_output=True, text=True, timeout=180,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+@pytest.mark.slow
+def test_entry_point_skips_a_damaged_latest_checkpoint(evaluated_run, tmp_path,
+                                                       corrupt_checkpoint):
+    """The newest checkpoint that reads is evaluated, with a warning naming the damaged
+    one; a damaged checkpoint named by --checkpoint is a one-line error instead."""
+    model_dir = str(tmp_path / "run")
+    shutil.copytree(evaluated_run["model_dir"], model_dir)
+    latest = os.path.join(model_dir, "checkpoints", "ckpt-2")
+    corrupt_checkpoint(latest, "truncate-data")
+    output = tmp_path / "eval.json"
+    process = _evaluate(f"--model_dir={model_dir}", f"--data_dir={evaluated_run['data_dir']}",
+                        f"--output={output}", "--noprogress_bar")
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert f"Skipping damaged checkpoint {latest}: its data does not read" in process.stderr
+    written = json.loads(output.read_text())
+    assert written["source"].endswith("ckpt-1")
+    (centre_top1, centre_top5), _ = evaluated_run["expected"]  # ckpt-1's counts
+    assert written[evaluation.CENTRE]["top1_correct"] == centre_top1
+
+    named = _evaluate(f"--model_dir={model_dir}", f"--data_dir={evaluated_run['data_dir']}",
+                      "--checkpoint=ckpt-2", f"--output={tmp_path / 'named.json'}")
+    assert named.returncode == 2 and "Traceback" not in named.stderr
+    assert named.stderr.strip().splitlines()[-1].startswith(
+            f"error: checkpoint 'ckpt-2' ({latest}) is damaged: its data does not read")
+    assert not (tmp_path / "named.json").exists()

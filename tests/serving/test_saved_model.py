@@ -7,6 +7,7 @@ never imports alexnet_tf, as TF Serving would load it.
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -224,3 +225,29 @@ def test_module_without_labels_returns_indices(serving_run):
     classes = outputs["classes"].numpy()
     np.testing.assert_array_equal(outputs["synsets"].numpy(), classes.astype(str).astype(bytes))
     assert set(outputs["names"].numpy().ravel()) == {b""}
+
+
+@pytest.mark.slow
+def test_export_skips_a_damaged_latest_checkpoint(serving_run, tmp_path, corrupt_checkpoint):
+    """With the newest checkpoint's .index cut short and the state file garbage, export
+    warns naming it and exports the newest checkpoint that reads."""
+    model_dir = str(tmp_path / "run")
+    shutil.copytree(serving_run["model_dir"], model_dir)
+    directory = os.path.join(model_dir, "checkpoints")
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=serving_run["model"]),
+                                         directory, max_to_keep=3)
+    manager.save(checkpoint_number=2)
+    corrupt_checkpoint(os.path.join(directory, "ckpt-2"), "truncate-index")
+    corrupt_checkpoint(os.path.join(directory, "ckpt-2"), "garbage-state")
+    export_dir = tmp_path / "export"
+    process = subprocess.run([PYTHON, "-m", "alexnet_tf.export", f"--model_dir={model_dir}",
+                              f"--export_dir={export_dir}", "--noverify"],
+                             capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert (f"Skipping damaged checkpoint {os.path.join(directory, 'ckpt-2')}: its .index "
+            "file does not read") in process.stderr
+    assert f"The checkpoint state file {os.path.join(directory, 'checkpoint')} does not read" \
+        in process.stderr
+    assert process.stdout.strip().endswith("ckpt-1)")
+    assert layout.existing_versions(str(export_dir)) == [1]

@@ -265,3 +265,65 @@ def test_a_save_that_died_leaves_nothing_after_the_next_start(tmp_path):
     results = loop.train_and_evaluate(tiny_config(num_epochs=2), model_dir,
                                       datasets=tiny_datasets())
     assert results["epoch"] == 2 and not os.path.exists(stale)
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    """A finished 2-epoch run keeping 3 checkpoints (ckpt-4, 6, 8); tests damage copies."""
+    model_dir = str(tmp_path_factory.mktemp("damaged") / "run")
+    loop.train_and_evaluate(tiny_config(keep_checkpoints=3), model_dir,
+                            datasets=tiny_datasets())
+    return model_dir
+
+
+def _checkpoint_names(directory, pattern="ckpt-*.index"):
+    import glob
+    return sorted(os.path.basename(path)[:-len(".index")]
+                  for path in glob.glob(os.path.join(directory, pattern)))
+
+
+@pytest.mark.parametrize("how, resumed, set_aside", [
+    ("truncate-data", "ckpt-6", ["corrupt-ckpt-8"]),
+    ("truncate-index", "ckpt-6", ["corrupt-ckpt-8"]),
+    ("garbage-state", "ckpt-8", []),
+])
+def test_resume_falls_back_past_a_damaged_checkpoint(two_epoch_run, tmp_path, caplog,
+                                                     corrupt_checkpoint, how, resumed,
+                                                     set_aside):
+    """The newest checkpoint that reads is resumed; a damaged one is moved aside (not
+    deleted), the state file is rewritten, and the manager keeps its 3 as before."""
+    import shutil
+    model_dir = str(tmp_path / "run")
+    shutil.copytree(two_epoch_run, model_dir)
+    directory = run_dir.checkpoint_dir(model_dir)
+    corrupt_checkpoint(os.path.join(directory, "ckpt-8"), how)
+    with caplog.at_level("WARNING"):
+        results = loop.train_and_evaluate(tiny_config(num_epochs=3, keep_checkpoints=3),
+                                          model_dir, datasets=tiny_datasets())
+    assert f"Resuming from {os.path.join(directory, resumed)}," in caplog.text
+    assert results["step"] == 12 and [entry["epoch"] for entry in results["history"]] == [1, 2, 3]
+    assert _checkpoint_names(directory, "corrupt-ckpt-*.index") == set_aside
+    # ckpt-8 written again after the fallback (or kept), 9 and 12; the oldest deleted.
+    assert _checkpoint_names(directory) == ["ckpt-12", "ckpt-8", "ckpt-9"]
+    state = tf.train.get_checkpoint_state(directory)
+    assert [os.path.basename(path) for path in state.all_model_checkpoint_paths] == [
+            "ckpt-8", "ckpt-9", "ckpt-12"]
+    assert os.path.exists(os.path.join(directory, "corrupt-checkpoint")) == (
+            how == "garbage-state")
+    model, _, path = run_dir.restore_model(model_dir)
+    assert path.endswith("ckpt-12") and all(np.all(np.isfinite(w)) for w in _weights(model))
+
+
+def test_no_readable_checkpoint_refuses_to_start_afresh(two_epoch_run, tmp_path,
+                                                        corrupt_checkpoint):
+    import shutil
+    from alexnet_tf import errors
+    model_dir = str(tmp_path / "run")
+    shutil.copytree(two_epoch_run, model_dir)
+    directory = run_dir.checkpoint_dir(model_dir)
+    for step in (4, 6, 8):
+        corrupt_checkpoint(os.path.join(directory, f"ckpt-{step}"), "truncate-index")
+    before = sorted(os.listdir(directory))
+    with pytest.raises(errors.CorruptCheckpointError, match="Not starting afresh"):
+        loop.train_and_evaluate(tiny_config(num_epochs=3), model_dir, datasets=tiny_datasets())
+    assert sorted(os.listdir(directory)) == before  # nothing moved or written
