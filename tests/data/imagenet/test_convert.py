@@ -139,7 +139,7 @@ def test_bad_files_are_listed_with_reasons_and_odd_ones_fixed(converted):
     assert reasons[f"{odd}/truncated.JPEG"].startswith("truncated or corrupt")
     assert reasons[f"{odd}/empty.JPEG"] == "empty file"
     assert reasons[f"{odd}/notes.JPEG"].startswith("not an image")
-    assert reasons[f"{odd}/dangling.JPEG"].startswith("unreadable")
+    assert reasons[f"{odd}/dangling.JPEG"].startswith("dangling symbolic link")
     recoloured = {entry["path"]: entry["source"] for entry in manifest["recoloured"]}
     assert recoloured == {f"{odd}/cmyk.JPEG": "CMYK JPEG", f"{odd}/png.JPEG": "RGB PNG",
                           f"{odd}/gray.JPEG": "L JPEG"}
