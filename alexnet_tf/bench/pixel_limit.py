@@ -32,12 +32,18 @@ RESULT_PREFIX = "PIXEL_LIMIT_RESULT "
 _ROWS_PER_BLOCK = 256  # rows compressed per zlib call
 
 
-def png_bomb(width: int, height: int) -> bytes:
+def png_bomb(width: int, height: int, data_rows: Optional[int] = None) -> bytes:
     """A valid PNG of width x height black 1-bit pixels: a few bytes per 1000 pixels.
 
     Every row is a filter byte and width / 8 zero bytes, which zlib compresses about
     1000:1; the decoder expands each bit to an RGB pixel, 24 times more.
+
+    Args:
+      width, height: the size the header declares.
+      data_rows: how many rows the file holds (default all): fewer gives, quickly, a
+        truncated file with the same header.
     """
+    data_rows = height if data_rows is None else data_rows
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data
                 + struct.pack(">I", zlib.crc32(kind + data)))
@@ -45,8 +51,8 @@ def png_bomb(width: int, height: int) -> bytes:
     row = b"\0" * (1 + (width + 7) // 8)
     compressor = zlib.compressobj(9)
     parts = [compressor.compress(row * _ROWS_PER_BLOCK)
-             for _ in range(height // _ROWS_PER_BLOCK)]
-    parts += [compressor.compress(row * (height % _ROWS_PER_BLOCK)), compressor.flush()]
+             for _ in range(data_rows // _ROWS_PER_BLOCK)]
+    parts += [compressor.compress(row * (data_rows % _ROWS_PER_BLOCK)), compressor.flush()]
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts))
             + chunk(b"IEND", b""))

@@ -76,9 +76,11 @@ def encoded_image_size(image_bytes: tf.Tensor) -> tf.Tensor:
     head = tf.strings.substr(tf.strings.join([head, b"\0" * _HEADER_BYTES]), 0, _HEADER_BYTES)
     head = tf.cast(tf.io.decode_raw(head, tf.uint8, fixed_length=_HEADER_BYTES), tf.int64)
     head = tf.reshape(head, [_HEADER_BYTES])  # (32,): the first bytes, zero-padded
-    is_png = _starts_with(head, _PNG_SIGNATURE) & _starts_with(head, b"IHDR", 12)
-    is_gif = _starts_with(head, b"GIF87a") | _starts_with(head, b"GIF89a")
-    is_bmp = _starts_with(head, b"BM")
+    length = tf.strings.length(image_bytes)  # A header cut short is of no known format.
+    is_png = (_starts_with(head, _PNG_SIGNATURE) & _starts_with(head, b"IHDR", 12)
+              & (length >= 24))
+    is_gif = (_starts_with(head, b"GIF87a") | _starts_with(head, b"GIF89a")) & (length >= 10)
+    is_bmp = _starts_with(head, b"BM") & (length >= 26)
     unknown = tf.constant([UNKNOWN_SIZE, UNKNOWN_SIZE], tf.int64)
     size = tf.where(is_png, tf.stack([_unsigned(head, 20, 4, True),
                                       _unsigned(head, 16, 4, True)]), unknown)
