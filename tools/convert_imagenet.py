@@ -7,8 +7,8 @@ val/ILSVRC2012_val_00000001.JPEG ... labelled by a ground-truth file). Images ar
 rescaled so the shorter side is 256 and centre-cropped to 256x256 as in the paper, and
 re-encoded as RGB JPEG. Bad files (corrupt, not images, over --max_pixels, symbolic link
 loops, dangling links, FIFOs and other special files) are listed in OUT/manifest.json
-with their reason and in a summary, and do not stop the run (unless --strict). Killing the run and starting it again resumes it and
-gives the same bytes as one uninterrupted run. See alexnet_tf/data/imagenet/convert.py.
+with their reason and in a summary, and do not stop the run (unless --strict). Killing
+the run and starting it again resumes it and gives the same bytes as one uninterrupted run. See alexnet_tf/data/imagenet/convert.py.
 """
 
 from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)

@@ -33,4 +33,5 @@ def test_rows_and_a_refused_measurement():
             pixel_limit.Row("converter", 20000, image_header.DEFAULT_MAX_PIXELS))
     assert result.outcome.startswith("refused: too large: 20000x20000")
     table = pixel_limit.format_table([result])
-    assert table.splitlines()[-1].startswith("| converter | 20000x20000 PNG | 49 KB | 100,000,000 |")
+    assert table.splitlines()[-1].startswith(
+            "| converter | 20000x20000 PNG | 49 KB | 100,000,000 |")

@@ -121,8 +121,8 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(png_bomb, encod
 
     monkeypatch.setattr(Image.Image, "load", no_decoding)
     cases = [(data, 1199, "too large: 40x30 = 1200 pixels, over the limit of 1199 "),
-             (png_bomb, image_header.DEFAULT_MAX_PIXELS, "too large: 20000x20000 = 400000000 pixels, "
-              "over the limit of 100000000 (--max_pixels); not decoded"),
+             (png_bomb, image_header.DEFAULT_MAX_PIXELS, "too large: 20000x20000 = 400000000 "
+              "pixels, over the limit of 100000000 (--max_pixels); not decoded"),
              (giant, image_recode.LARGEST_MAX_PIXELS, "too large: Image size (2025000000 pixels)")]
     for image, max_pixels, reason in cases:
         with pytest.raises(image_recode.BadImageError) as raised:
