@@ -29,6 +29,13 @@ Commands:
                 --inits=paper,cuda_convnet2,caffe --widths=0.5,1.0 --seeds=0,1,2 \
                 --train_steps=300
 
+  pixel_limit  peak memory and time of a 48 KB PNG bomb (20000x20000) and of an image
+          at the limit, through the serving signature and the converter, with and
+          without the pixel limit, each in a fresh process (see
+          alexnet_tf/bench/pixel_limit.py):
+
+            python -m alexnet_tf.benchmark pixel_limit
+
 To add a command, write its logic in its own module (e.g. bench/model.py) and add a
 small function to COMMANDS below.
 """
@@ -98,6 +105,8 @@ flags.DEFINE_integer("train_steps", 300, "trainability: steps per run.")
 flags.DEFINE_string("work_dir", None, "trainability: where runs (and the demo data, without "
                     "--data_dir) go; default a temporary directory, deleted after.")
 flags.DEFINE_integer("run_timeout", 3600, "trainability: seconds before a run is killed.")
+# The pixel_limit command (bench/pixel_limit.py).
+flags.DEFINE_string("pixel_limit_worker", None, "Internal: one pixel_limit row as JSON.")
 
 
 def _run_input_worker() -> None:
@@ -248,7 +257,22 @@ def run_trainability() -> None:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-COMMANDS = {"input": run_input, "model": run_model, "trainability": run_trainability}
+def run_pixel_limit() -> None:
+    """The `pixel_limit` command."""
+    from alexnet_tf.bench import pixel_limit
+    if FLAGS.pixel_limit_worker:
+        pixel_limit.run_worker(FLAGS.pixel_limit_worker)
+        return
+    results = []
+    for row in pixel_limit.default_rows():
+        results.append(pixel_limit.measure_in_subprocess(row))
+        print(pixel_limit.format_table(results[-1:]).splitlines()[-1], flush=True)
+    print(f"\npython -m alexnet_tf.benchmark {' '.join(sys.argv[1:])}\n")
+    print(pixel_limit.format_table(results))
+
+
+COMMANDS = {"input": run_input, "model": run_model, "trainability": run_trainability,
+            "pixel_limit": run_pixel_limit}
 
 
 def main(argv):

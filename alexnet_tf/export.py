@@ -10,6 +10,9 @@ whole models. Serve it with
   tensorflow_model_server --rest_api_port=8501 --model_name=alexnet \
       --model_base_path=$PWD/exports/alexnet
 
+`serving_default` refuses any image whose header declares more than --max_pixels pixels,
+before decoding it (a 48 KB PNG can declare 20000x20000 pixels, 1.2 GB decoded); the
+limit is a constant of the graph, also recorded in assets.extra.
 alexnet_tf/serving/layout.py describes the signatures and the files beside the model.
 """
 
@@ -21,6 +24,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from alexnet_tf import model_flags  # noqa: E402
+from alexnet_tf.data import image_header  # noqa: E402
 
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Base directory of the exported "
                                   "versions (TF Serving's --model_base_path).")
@@ -32,6 +36,11 @@ _MODEL_NAME = flags.DEFINE_string("model_name", "alexnet", "Model name written i
 _VERIFY = flags.DEFINE_boolean("verify", True, "Load the written SavedModel and replay its "
                                "warm-up requests before making the version visible.")
 
+_MAX_PIXELS = flags.DEFINE_integer(
+    "max_pixels", image_header.DEFAULT_MAX_PIXELS,
+    "serving_default refuses images whose header declares more pixels (width x height) "
+    "than this, before decoding them. Default 10000x10000.", lower_bound=1)
+
 flags.mark_flags_as_required(["export_dir"])
 
 
@@ -42,7 +51,7 @@ def main(argv):
     try:
         loaded = model_flags.load("export", saved_model_allowed=False)
         module = saved_model.ServingModule(loaded.keras_model, loaded.settings,
-                                           labels=loaded.labels)
+                                           labels=loaded.labels, max_pixels=_MAX_PIXELS.value)
         path = saved_model.export(module, _EXPORT_DIR.value, _VERSION.value,
                                   model_name=_MODEL_NAME.value, verify=_VERIFY.value)
     except (FileNotFoundError, FileExistsError, ValueError) as error:

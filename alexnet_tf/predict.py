@@ -4,18 +4,23 @@ r"""Top-5 classes of image files, from a SavedModel written by `alexnet_tf.expor
 
 `--saved_model` may also name the export base directory; its highest version is used.
 Each image goes through the SavedModel's own `serving_default` signature (the same
-preprocessing TF Serving applies). A missing or undecodable file is reported and the
-others still run; the exit status is 1 if any image failed, 2 if the SavedModel is unusable.
+preprocessing TF Serving applies). Before that, its size is read from its header with the
+function the signature uses (`image_header.find_refused`), against the pixel limit the
+model was exported with, so an image over it is never decoded, even by an export older
+than the limit. A missing, undecodable or too large file is reported and the others still
+run; the exit status is 1 if any image failed, 2 if the SavedModel is unusable.
 """
 
 from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)
 
+import os  # noqa: E402
 import sys  # noqa: E402
 from typing import Sequence, TextIO  # noqa: E402
 
 from absl import app  # noqa: E402
 
 from alexnet_tf import model_flags  # noqa: E402
+from alexnet_tf.data import image_header  # noqa: E402
 from alexnet_tf.data import preprocessing  # noqa: E402
 from alexnet_tf.serving import layout  # noqa: E402
 
@@ -47,7 +52,8 @@ def format_prediction(path: str, outputs: dict) -> str:
 
 
 def predict_files(loaded, paths: Sequence[str], out: TextIO = sys.stdout,
-                  err: TextIO = sys.stderr) -> int:
+                  err: TextIO = sys.stderr,
+                  max_pixels: int = image_header.DEFAULT_MAX_PIXELS) -> int:
     """Prints the top-5 classes of each image file.
 
     Args:
@@ -56,6 +62,7 @@ def predict_files(loaded, paths: Sequence[str], out: TextIO = sys.stdout,
       paths: image files (preprocessing.IMAGE_FORMATS).
       out: where predictions go.
       err: where per-file errors go.
+      max_pixels: files whose header declares more pixels are refused, not decoded.
 
     Returns:
       The number of files that failed.
@@ -73,8 +80,15 @@ def predict_files(loaded, paths: Sequence[str], out: TextIO = sys.stdout,
             num_failed += 1
             continue
         try:
+            image = tf.constant([image_bytes])
+            ok, message = image_header.find_refused(image, max_pixels,
+                                                    tf.constant([os.fsencode(path)]))
+            if not ok:
+                print(f"error: {os.fsdecode(message.numpy())}", file=err)
+                num_failed += 1
+                continue
             # One image per call: a bad file fails alone.
-            outputs = serve(image_bytes=tf.constant([image_bytes]))
+            outputs = serve(image_bytes=image)
         except tf.errors.InvalidArgumentError as error:
             print(f"error: {path}: not a decodable image, {preprocessing.IMAGE_FORMATS} "
                   f"({error_reason(error.message)})", file=err)
@@ -105,7 +119,8 @@ def main(argv):
         print(f"error: {saved_model!r} has no {layout.SERVING_SIGNATURE!r} signature; export "
               "it with `python -m alexnet_tf.export`", file=sys.stderr)
         sys.exit(2)
-    num_failed = predict_files(loaded, paths)
+    max_pixels = layout.load_max_pixels(saved_model) or image_header.DEFAULT_MAX_PIXELS
+    num_failed = predict_files(loaded, paths, max_pixels=max_pixels)
     if num_failed:
         print(f"{num_failed} of {len(paths)} images failed", file=sys.stderr)
         sys.exit(1)

@@ -16,9 +16,12 @@ tf.config.set_logical_device_configuration(
 # Shared fixtures. Helpers that module-scoped fixtures also need are factories: a
 # session-scoped fixture that returns the function.
 
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import io  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
+import tempfile  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -86,6 +89,63 @@ def encode_image():
         image.save(buffer, image_format, **options)
         return buffer.getvalue()
     return encode
+
+
+@pytest.fixture(scope="session")
+def png_bomb() -> bytes:
+    """A 48 KB PNG of 20000x20000 pixels (1-bit, zlib-compressed zeros): 1.2 GB as RGB."""
+    from alexnet_tf.bench import pixel_limit
+    return pixel_limit.png_bomb(20000, 20000)
+
+
+@pytest.fixture(scope="session")
+def time_limit():
+    """time_limit(seconds): a context manager that fails the test with TimeoutError if its
+    block takes longer, e.g. blocked forever opening a FIFO (SIGALRM interrupts the call)."""
+    @contextlib.contextmanager
+    def limit(seconds: int):
+        def expire(signum, frame):
+            raise TimeoutError(f"still running after {seconds} s: blocked?")
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.alarm(seconds)
+        try:
+            yield
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+    return limit
+
+
+@pytest.fixture(scope="session")
+def hostile_entries():
+    """hostile_entries(directory, prefix=""): makes, in `directory`, entries that are not
+    image files though named like one; returns {file name: what the reason must say}.
+
+    A symbolic link loop (two links), a dangling link, a FIFO, a socket and a link to
+    the character device /dev/zero.
+    """
+    def make(directory, prefix: str = "") -> dict:
+        directory = str(directory)
+        os.makedirs(directory, exist_ok=True)
+        names = {f"{prefix}{name}.JPEG": reason for name, reason in (
+                ("loop_a", "symbolic link loop"), ("loop_b", "symbolic link loop"),
+                ("dangling", "dangling symbolic link"), ("fifo", "not a regular file: a FIFO"),
+                ("socket", "not a regular file: a socket"),
+                ("device", "not a regular file: a character device"))}
+        path = lambda name: os.path.join(directory, f"{prefix}{name}.JPEG")  # noqa: E731
+        os.symlink(path("loop_b"), path("loop_a"))
+        os.symlink(path("loop_a"), path("loop_b"))
+        os.symlink(path("nowhere"), path("dangling"))
+        os.mkfifo(path("fifo"))
+        # Bound under a short path (socket paths are limited to ~100 bytes), then moved.
+        short = tempfile.mkdtemp(prefix="sock", dir="/tmp")
+        with socket.socket(socket.AF_UNIX) as unix_socket:
+            unix_socket.bind(os.path.join(short, "s"))
+        os.rename(os.path.join(short, "s"), path("socket"))  # The socket file outlives close.
+        os.rmdir(short)
+        os.symlink("/dev/zero", path("device"))
+        return names
+    return make
 
 
 @pytest.fixture(scope="session")

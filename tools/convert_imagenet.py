@@ -5,9 +5,10 @@
 DIR holds train/<wnid>/*.JPEG and val/ (either val/<wnid>/*.JPEG or the flat
 val/ILSVRC2012_val_00000001.JPEG ... labelled by a ground-truth file). Images are
 rescaled so the shorter side is 256 and centre-cropped to 256x256 as in the paper, and
-re-encoded as RGB JPEG. Bad files are listed in OUT/manifest.json and in a summary, and do
-not stop the run (unless --strict). Killing the run and starting it again resumes it and
-gives the same bytes as one uninterrupted run. See alexnet_tf/data/imagenet/convert.py.
+re-encoded as RGB JPEG. Bad files (corrupt, not images, over --max_pixels, symbolic link
+loops, dangling links, FIFOs and other special files) are listed in OUT/manifest.json
+with their reason and in a summary, and do not stop the run (unless --strict). Killing
+the run and starting it again resumes it and gives the same bytes as one uninterrupted run. See alexnet_tf/data/imagenet/convert.py.
 """
 
 from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)
@@ -18,6 +19,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from alexnet_tf.data import image_header  # noqa: E402
 from alexnet_tf.data.imagenet import convert as imagenet_convert  # noqa: E402
 from alexnet_tf.data.imagenet import manifest as imagenet_manifest  # noqa: E402
 from alexnet_tf.data import schema  # noqa: E402
@@ -64,6 +66,10 @@ _SYNSETS_FILE = flags.DEFINE_string(
 _DRAFT = flags.DEFINE_boolean(
     "draft", True, "Let JPEG decoding downscale very large images by 2/4/8 (faster; the "
     "decoded image stays >= 2x the target size).")
+_MAX_PIXELS = flags.DEFINE_integer(
+    "max_pixels", image_header.DEFAULT_MAX_PIXELS,
+    "Reject images whose header declares more pixels (width x height) than this, before "
+    "decoding them: a 48 KB PNG can declare 20000x20000. Default 10000x10000.")
 _STRICT = flags.DEFINE_boolean(
     "strict", False, "Exit with status 1 when any file was rejected.")
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
@@ -79,7 +85,7 @@ def main(argv):
         val_layout=_VAL_LAYOUT.value, val_labels=_VAL_LABELS.value,
         devkit_map=_DEVKIT_MAP.value, synset_names=_SYNSET_NAMES.value,
         synsets_file=_SYNSETS_FILE.value, use_draft=_DRAFT.value,
-        show_progress=_PROGRESS.value)
+        max_pixels=_MAX_PIXELS.value, show_progress=_PROGRESS.value)
     result = imagenet_convert.convert(options)
     print(imagenet_manifest.format_summary(result.manifest))
     if result.num_converted_now:

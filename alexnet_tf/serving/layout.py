@@ -6,7 +6,8 @@
       assets.extra/tf_serving_warmup_requests   TFRecord of PredictionLog (warmup.py)
       assets.extra/alexnet_tf_preprocessing.json, alexnet_tf_stats.npz
                                          the preprocessing the model expects, so a
-                                         SavedModel alone can be evaluated and visualised
+                                         SavedModel alone can be evaluated and visualised,
+                                         and the pixel limit of serving_default (max_pixels)
       assets.extra/labels.json           the class list, as in a run directory
     2/ ...
 
@@ -14,8 +15,9 @@ TF Serving ignores assets.extra (except the warm-up file) and every directory wh
 name is not an integer, so a version being written under a hidden name is never loaded.
 
 Signatures (see `saved_model.py`):
-  serving_default  image_bytes: string [N], encoded images of any size (JPEG, PNG, GIF
-                   (first frame) or BMP: preprocessing.IMAGE_FORMATS)
+  serving_default  image_bytes: string [N], encoded images (JPEG, PNG, GIF (first frame)
+                   or BMP: preprocessing.IMAGE_FORMATS) of up to max_pixels pixels each,
+                   read from their headers before decoding (image_header.py)
   preprocessed     images: float32 [N, S, S, 3], already mean-subtracted (0..255 scale)
 Both return OUTPUTS: probabilities [N, C]; for the top k = min(5, C) classes: classes
 (int64), scores, synsets and names (strings).
@@ -40,6 +42,7 @@ EXTRA_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
 SETTINGS_FILE = "alexnet_tf_preprocessing.json"
 SETTINGS_STATS_FILE = "alexnet_tf_stats.npz"
+MAX_PIXELS_KEY = "max_pixels"  # in SETTINGS_FILE
 LABELS_FILE = schema.LABELS_FILE
 
 
@@ -80,14 +83,16 @@ def resolve_version(path: str, name: str = "--saved_model") -> str:
 
 
 def save_extras(version_dir: str, settings: preprocessing.EvalSettings,
-                labels: Optional[list]) -> None:
-    """Writes the preprocessing settings (and statistics) and the labels into assets.extra."""
+                labels: Optional[list], max_pixels: int) -> None:
+    """Writes the preprocessing settings (and statistics), the pixel limit of
+    `serving_default` and the labels into assets.extra."""
     extra_dir = os.path.join(version_dir, EXTRA_DIR)
     os.makedirs(extra_dir, exist_ok=True)
     stats_lib.save_stats(settings.stats, os.path.join(extra_dir, SETTINGS_STATS_FILE))
     atomic.write_json(os.path.join(extra_dir, SETTINGS_FILE), dict(
             crop_size=settings.crop_size, resize_size=settings.resize_size,
-            mean_mode=settings.mean_mode, stats_file=SETTINGS_STATS_FILE))
+            mean_mode=settings.mean_mode, stats_file=SETTINGS_STATS_FILE,
+            **{MAX_PIXELS_KEY: max_pixels}))
     if labels is not None:
         atomic.write_json(os.path.join(extra_dir, LABELS_FILE), labels, indent=1)
 
@@ -110,6 +115,16 @@ def load_settings(version_dir: str) -> preprocessing.EvalSettings:
             stats=stats_lib.load_stats(os.path.join(extra_dir, values["stats_file"])),
             mean_mode=values["mean_mode"], crop_size=int(values["crop_size"]),
             resize_size=int(values["resize_size"]))
+
+
+def load_max_pixels(version_dir: str) -> Optional[int]:
+    """The pixel limit `serving_default` was exported with, or None if not recorded."""
+    path = os.path.join(version_dir, EXTRA_DIR, SETTINGS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        value = json.load(f).get(MAX_PIXELS_KEY)
+    return None if value is None else int(value)
 
 
 def load_labels(version_dir: str) -> Optional[list]:

@@ -3,7 +3,11 @@
 `ServingModule` wraps a Keras model with the signatures that `layout.py` describes.
 `serving_default` decodes and preprocesses the image bytes in the graph with
 `preprocessing.preprocess_for_eval`, the function evaluation uses (not a copy), so a
-served image reaches the network exactly as an evaluated one. `export` writes the
+served image reaches the network exactly as an evaluated one. Before anything is
+decoded, every image's size is read from its header and a request holding an image over
+the pixel limit (or of an unknown format) fails, naming the image by its index
+(`image_header.check_pixel_limit`): a 48 KB PNG can declare 20000x20000 pixels, 1.2 GB
+decoded. The limit is fixed at export and saved beside the model. `export` writes the
 module as the next version of an export directory, with its warm-up requests, its
 preprocessing settings and its labels.
 
@@ -17,6 +21,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from alexnet_tf.data import image_header
 from alexnet_tf.data import preprocessing
 from alexnet_tf.nn import lrn
 from alexnet_tf.serving import layout
@@ -61,7 +66,8 @@ class ServingModule(tf.Module):
     """
 
     def __init__(self, model, settings: preprocessing.EvalSettings, *,
-                 labels: Optional[list] = None, top_k: int = TOP_K):
+                 labels: Optional[list] = None, top_k: int = TOP_K,
+                 max_pixels: int = image_header.DEFAULT_MAX_PIXELS):
         """Args:
           model: a Keras model mapping mean-subtracted images [N, S, S, 3] to logits [N, C].
             Its LRN layers are switched to plain TF ops (`lrn.disable_xla`).
@@ -69,6 +75,11 @@ class ServingModule(tf.Module):
             from `run_dir.eval_settings`.
           labels: labels.json entries, or None.
           top_k: how many classes to name per image (at most C).
+          max_pixels: `serving_default` refuses images whose header declares more
+            pixels (width x height); a constant of the graph.
+
+        Raises:
+          errors.InvalidInputError: `max_pixels` is not a positive integer.
         """
         super().__init__(name="alexnet_serving")
         num_classes = int(model.output_shape[-1])
@@ -81,6 +92,7 @@ class ServingModule(tf.Module):
         self.settings = settings
         self.labels = labels
         self._top_k = min(int(top_k), num_classes)
+        self.max_pixels = image_header.check_max_pixels(max_pixels)
         self._synsets, self._names = label_strings(labels, num_classes)
         size = settings.crop_size
         self.serve_image_bytes = tf.function(
@@ -103,6 +115,9 @@ class ServingModule(tf.Module):
 
     def _serve_image_bytes(self, image_bytes):
         _check_not_empty(image_bytes, layout.IMAGE_BYTES_INPUT)
+        # Decoding depends on the checked tensor, so nothing is decoded before the check.
+        image_bytes = image_header.check_pixel_limit(image_bytes, self.max_pixels,
+                                                     layout.IMAGE_BYTES_INPUT)
         return self._outputs(self.preprocess(image_bytes))
 
     def _serve_images(self, images):
@@ -157,7 +172,7 @@ def export(module: ServingModule, export_dir: str, version: Optional[int] = None
     try:
         tf.saved_model.save(module, tmp_dir, signatures=module.signatures())
         warmup.write_warmup(tmp_dir, module.settings.crop_size, model_name)
-        layout.save_extras(tmp_dir, module.settings, module.labels)
+        layout.save_extras(tmp_dir, module.settings, module.labels, module.max_pixels)
         if verify:
             warmup.replay_warmup(tmp_dir)
         if os.path.exists(final_dir):  # Another export took the number meanwhile.

@@ -7,6 +7,7 @@ never imports alexnet_tf, as TF Serving would load it.
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -140,8 +141,9 @@ def test_export_holds_no_xla_kernel(exported):
 def test_corrupt_image_is_an_error_not_a_crash(serving_run, exported):
     loaded = tf.saved_model.load(exported["version_dir"])
     serve = loaded.signatures[layout.SERVING_SIGNATURE]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
-        serve(image_bytes=tf.constant([b"this is not an image"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+            f"image_bytes[1]: not a {preprocessing.IMAGE_FORMATS} image (unrecognised header)")):
+        serve(image_bytes=tf.constant([serving_run["images"][0], b"this is not an image"]))
     truncated = serving_run["images"][0][:len(serving_run["images"][0]) // 3]
     with pytest.raises(tf.errors.InvalidArgumentError, match="JPEG"):
         serve(image_bytes=tf.constant([serving_run["images"][1], truncated]))
@@ -150,6 +152,75 @@ def test_corrupt_image_is_an_error_not_a_crash(serving_run, exported):
     # The process (and the loaded model) still serve good requests.
     good = serve(image_bytes=tf.constant(serving_run["images"][:1]))["probabilities"]
     assert good.shape == (1, len(serving_run["labels"]))
+
+
+# Runs in a fresh interpreter, as TF Serving would: the bomb in a batch of good images is
+# refused with its index, its pixels never decoded, and the same process then still serves.
+_BOMB_SCRIPT = textwrap.dedent("""
+    import json, resource, sys
+    sys.modules["alexnet_tf"] = None
+    import tensorflow as tf
+
+    saved_model, good_path, bomb_path, output = sys.argv[1:5]
+    serve = tf.saved_model.load(saved_model).signatures["serving_default"]
+    good, bomb = open(good_path, "rb").read(), open(bomb_path, "rb").read()
+    serve(image_bytes=tf.constant([good]))  # Warm: what serving one image costs is paid.
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
+    before = peak()
+    try:
+        serve(image_bytes=tf.constant([good, bomb, good]))
+        error = None
+    except tf.errors.InvalidArgumentError as raised:
+        error = raised.message
+    growth = peak() - before
+    answered = serve(image_bytes=tf.constant([good, good]))["classes"].shape.as_list()
+    json.dump(dict(error=error, growth=growth, answered=answered), open(output, "w"))
+""")
+
+
+@pytest.mark.slow
+def test_exported_model_refuses_a_png_bomb_by_index_without_decoding_it(
+        serving_run, exported, png_bomb, tmp_path):
+    bomb_path = tmp_path / "bomb.png"
+    bomb_path.write_bytes(png_bomb)
+    output = tmp_path / "result.json"
+    subprocess.run([PYTHON, "-c", _BOMB_SCRIPT, exported["version_dir"],
+                    serving_run["image_paths"][0], str(bomb_path), str(output)],
+                   check=True, timeout=SUBPROCESS_TIMEOUT, cwd=tmp_path,
+                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    result = json.loads(output.read_text())
+    assert result["error"] is not None and (
+            "image_bytes[1]: 20000x20000 = 400000000 pixels, over the limit of 100000000 "
+            "(--max_pixels); not decoded") in result["error"]
+    assert result["growth"] < 200  # MiB; decoding the bomb takes 1.2 GB.
+    assert result["answered"] == [2, 5]
+
+
+def test_pixel_limit_counts_width_times_height_of_every_format(serving_run, encode_image,
+                                                                random_image):
+    images = serving_run["images"]  # 400x300 JPEG, 150x200 JPEG, 256x256 PNG, 500x90 JPEG
+    module = serving.ServingModule(serving_run["model"], serving_run["settings"],
+                                   max_pixels=400 * 300 - 1)
+    assert module.max_pixels == 119_999
+    serve = module.serve_image_bytes
+    assert serve(tf.constant(images[1:])).get("classes").shape == (3, 5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+            "image_bytes[2]: 400x300 = 120000 pixels, over the limit of 119999 (--max_pixels); "
+            "not decoded (and 1 more refused)")):
+        serve(tf.constant([images[1], images[2], images[0], images[0]]))
+    for image_format in ("GIF", "BMP"):
+        small, large = (encode_image(random_image(300, side), image_format)
+                        for side in (399, 400))
+        assert serve(tf.constant([small])).get("classes").shape == (1, 5)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+                "image_bytes[1]: 400x300 = 120000 pixels")):
+            serve(tf.constant([small, large]))
+    webp = encode_image(random_image(30, 40), "WEBP")  # tf.io.decode_image reads it
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+            f"image_bytes[0]: not a {preprocessing.IMAGE_FORMATS} image")):
+        serve(tf.constant([webp]))
+    with pytest.raises(ValueError, match="--max_pixels must be a number of pixels"):
+        serving.ServingModule(serving_run["model"], serving_run["settings"], max_pixels=0)
 
 
 def test_versions_next_integer_and_no_overwrite(exported):

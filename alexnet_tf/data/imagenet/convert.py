@@ -33,6 +33,7 @@ import PIL
 import tensorflow as tf
 
 from alexnet_tf import atomic
+from alexnet_tf.data import image_header
 from alexnet_tf.data import schema
 from alexnet_tf.data.imagenet import files as imagenet_files
 from alexnet_tf.data.imagenet import manifest as imagenet_manifest
@@ -62,6 +63,7 @@ class ConvertOptions:
     synset_names: Optional[str] = None
     synsets_file: Optional[str] = None
     use_draft: bool = True
+    max_pixels: int = image_header.DEFAULT_MAX_PIXELS
     show_progress: bool = True
 
     def __post_init__(self):
@@ -77,6 +79,7 @@ class ConvertOptions:
         if self.resize < 0 or not 1 <= self.quality <= 100:
             raise ValueError(f"need resize >= 0 and quality in 1..100, got {self.resize}, "
                              f"{self.quality}")
+        image_header.check_max_pixels(self.max_pixels, recode.LARGEST_MAX_PIXELS)
 
 
 class ShardItem(collections.namedtuple("ShardItem", "path relpath label synset name")):
@@ -101,9 +104,10 @@ class ConvertResult:
 
 def _recode_settings(options: ConvertOptions) -> dict:
     # Everything that changes a shard's bytes; a shard made with other values is redone.
+    # max_pixels decides which files a shard holds.
     return {"resize": options.resize, "quality": options.quality,
             "use_draft": options.use_draft, "draft_margin": recode.DRAFT_MARGIN,
-            "pillow": PIL.__version__}
+            "max_pixels": options.max_pixels, "pillow": PIL.__version__}
 
 
 def _manifest_options(options: ConvertOptions) -> dict:
@@ -221,10 +225,11 @@ def _init_worker(counter) -> None:
 
 
 def write_shard(task: ShardTask, output_dir: str, resize: int, quality: int,
-                use_draft: bool, on_progress=None) -> dict:
+                use_draft: bool, max_pixels: int, on_progress=None) -> dict:
     """Converts the files of one shard and writes it; returns the shard's info.
 
-    Runs in a worker process. Bad files are recorded in the info, never raised.
+    Runs in a worker process. Bad files (not regular files, unreadable, not images,
+    corrupt, over `max_pixels`) are recorded in the info with their reason, never raised.
 
     Returns:
       The info saved in shard_info/, plus "cpu_seconds" (not saved: it varies).
@@ -236,13 +241,10 @@ def write_shard(task: ShardTask, output_dir: str, resize: int, quality: int,
     with tf.io.TFRecordWriter(shard_path + INCOMPLETE_SUFFIX) as writer:
         for item in task.items:
             try:
-                with open(item.path, "rb") as f:
-                    data = f.read()
+                data = imagenet_files.read_regular_file(item.path)
                 image = recode.recode_image(data, resize=resize, quality=quality,
-                                                  use_draft=use_draft)
-            except OSError as error:
-                rejected.append([item.relpath, f"unreadable: {error.strerror or error}"])
-            except recode.BadImageError as error:
+                                            use_draft=use_draft, max_pixels=max_pixels)
+            except (imagenet_files.UnusableFileError, recode.BadImageError) as error:
                 rejected.append([item.relpath, error.reason])
             else:
                 writer.write(schema.make_example(
@@ -289,7 +291,8 @@ def _run_tasks(tasks: Sequence[ShardTask], options: ConvertOptions) -> float:
         return 0.0
     bar = tqdm(total=total, unit="img", desc="converting", smoothing=0.05,
                disable=not options.show_progress)
-    args = (options.output_dir, options.resize, options.quality, options.use_draft)
+    args = (options.output_dir, options.resize, options.quality, options.use_draft,
+            options.max_pixels)
     with bar:
         if options.num_workers == 1:
             # In this process: no start-up cost, easy to debug.

@@ -21,11 +21,17 @@ Line n of a per-line file labels the file whose name ends in the number n
 
 Human-readable names come from `LOC_synset_mapping.txt` or the devkit/Caffe
 `synset_words.txt` ("n01440764 tench, Tinca tinca").
+
+Symbolic links are followed. An entry that cannot be an image file (a symbolic link
+loop, a dangling link, a FIFO, a socket, a device) is rejected with its reason, never
+opened: a FIFO would block the reader forever.
 """
 
 import csv
+import errno
 import os
 import re
+import stat
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 _SYNSET_RE = re.compile(r"^n\d{8}$")
@@ -43,6 +49,80 @@ class ImageFile(NamedTuple):
 class Rejected(NamedTuple):
     relpath: str
     reason: str
+
+
+class UnusableFileError(Exception):
+    """A path that is not a readable regular file; `reason` says why (for the manifest)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                  (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+DIRECTORY, REGULAR_FILE = "directory", "regular file"
+
+
+def _not_regular_reason(mode: int) -> str:
+    kind = next((name for test, name in _SPECIAL_FILES if test(mode)), "of an unknown type")
+    return f"not a regular file: {kind}"
+
+
+def _stat_error_reason(path: str, error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of symbolic links)"
+    if error.errno == errno.ENOENT and os.path.islink(path):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"dangling symbolic link: its target {target!r} does not exist"
+    return f"unreadable: {error.strerror or error}"
+
+
+def entry_kind(path: str) -> Tuple[Optional[str], Optional[str]]:
+    """What `path` is once symbolic links are followed, without opening it.
+
+    Returns:
+      (DIRECTORY, None), (REGULAR_FILE, None), or (None, reason) for anything else: a
+      symbolic link loop, a dangling link, a FIFO, a socket, a device, an unreadable path.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return None, _stat_error_reason(path, error)
+    if stat.S_ISDIR(mode):
+        return DIRECTORY, None
+    if stat.S_ISREG(mode):
+        return REGULAR_FILE, None
+    return None, _not_regular_reason(mode)
+
+
+def read_regular_file(path: str) -> bytes:
+    """The bytes of the regular file at `path` (symbolic links followed).
+
+    Never blocks and never reads a device: the path is checked before it is opened, and
+    opened without blocking and checked again (it may have been replaced meanwhile).
+
+    Raises:
+      UnusableFileError: not a regular file, a link loop, a dangling link, unreadable.
+    """
+    kind, reason = entry_kind(path)
+    if kind != REGULAR_FILE:
+        raise UnusableFileError(reason or "not a regular file: a directory")
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as error:
+        raise UnusableFileError(_stat_error_reason(path, error)) from None
+    with os.fdopen(descriptor, "rb") as f:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnusableFileError(_not_regular_reason(mode))
+        try:
+            return f.read()
+        except OSError as error:
+            raise UnusableFileError(f"unreadable: {error.strerror or error}") from None
 
 
 def is_synset(name: str) -> bool:
@@ -63,10 +143,11 @@ def _listdir(path: str) -> List[os.DirEntry]:
 
 
 def find_class_dir_files(split_dir: str, root: str) -> Tuple[List[ImageFile], List[Rejected]]:
-    """Lists `split_dir/<wnid>/*`: every non-directory entry is an image candidate.
+    """Lists `split_dir/<wnid>/*`: every regular file is an image candidate.
 
     Non-images are not filtered here: the converter rejects them by content, with a
-    reason. Folders that are not synset ids and unreadable folders are rejected.
+    reason. Folders that are not synset ids, unreadable folders and entries that are not
+    regular files (see `entry_kind`) are rejected.
 
     Raises:
       ValueError: `split_dir` holds no synset folders.
@@ -74,7 +155,11 @@ def find_class_dir_files(split_dir: str, root: str) -> Tuple[List[ImageFile], Li
     files, rejected = [], []
     for entry in _listdir(split_dir):
         relpath = os.path.relpath(entry.path, root)
-        if not entry.is_dir():
+        kind, reason = entry_kind(entry.path)
+        if kind is None:
+            rejected.append(Rejected(relpath, reason))
+            continue
+        if kind != DIRECTORY:
             rejected.append(Rejected(relpath, "file outside any class folder"))
             continue
         if not is_synset(entry.name):
@@ -87,7 +172,10 @@ def find_class_dir_files(split_dir: str, root: str) -> Tuple[List[ImageFile], Li
             continue
         for child in children:
             child_rel = os.path.relpath(child.path, root)
-            if child.is_dir():
+            kind, reason = entry_kind(child.path)
+            if kind is None:
+                rejected.append(Rejected(child_rel, reason))
+            elif kind == DIRECTORY:
                 rejected.append(Rejected(child_rel, "unexpected folder inside a class folder"))
             else:
                 files.append(ImageFile(child.path, child_rel, entry.name))
@@ -106,10 +194,10 @@ def detect_val_layout(val_dir: str) -> str:
     Raises:
       ValueError: val_dir is empty.
     """
-    entries = _listdir(val_dir)
-    if any(entry.is_dir() and is_synset(entry.name) for entry in entries):
+    kinds = {entry.name: entry_kind(entry.path)[0] for entry in _listdir(val_dir)}
+    if any(kind == DIRECTORY and is_synset(name) for name, kind in kinds.items()):
         return "by_class"
-    if any(not entry.is_dir() for entry in entries):
+    if any(kind != DIRECTORY for kind in kinds.values()):
         return "flat"
     raise ValueError(f"validation directory {val_dir!r} is empty: expected "
                      f"{val_dir}/<wnid>/*.JPEG or {val_dir}/ILSVRC2012_val_00000001.JPEG ...")
@@ -185,9 +273,12 @@ def label_flat_files(val_dir: str, root: str, by_line, by_name):
     """Pairs each file in the flat `val_dir` with its synset.
 
     Returns:
-      (files, rejected): files without a label are rejected with a reason.
+      (files, rejected): files without a label, and entries that are not regular files,
+      are rejected with a reason.
     """
-    entries = [entry for entry in _listdir(val_dir) if not entry.is_dir()]
+    listed = _listdir(val_dir)
+    kinds = {entry.path: entry_kind(entry.path) for entry in listed}
+    entries = [entry for entry in listed if kinds[entry.path][0] != DIRECTORY]
     stems = [os.path.splitext(entry.name)[0] for entry in entries]
     numbers = [_TRAILING_NUMBER_RE.search(stem) for stem in stems]
     use_numbers = all(numbers) and len({int(m[1]) for m in numbers}) == len(numbers)
@@ -197,6 +288,9 @@ def label_flat_files(val_dir: str, root: str, by_line, by_name):
     files, rejected = [], []
     for position, (entry, stem) in enumerate(zip(entries, stems)):
         relpath = os.path.relpath(entry.path, root)
+        if kinds[entry.path][0] is None:
+            rejected.append(Rejected(relpath, kinds[entry.path][1]))
+            continue
         if by_name is not None:
             synset = by_name.get(stem)
         else:

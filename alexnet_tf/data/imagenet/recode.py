@@ -13,6 +13,8 @@ ImageNet's odd files are recognised by their content, not their names:
   * EXIF orientation is ignored, as in ImageNet's own labels and in TF's decoders.
   * Empty, truncated or corrupt files and non-images raise `BadImageError` with a
     reason; the converter lists them in its manifest instead of stopping.
+  * Images over `max_pixels` (decompression bombs: a 48 KB PNG can declare 20000x20000
+    pixels) are refused from the size in their header, before any pixel is decoded.
 
 Pillow is used rather than TF ops because it is faster per image (tools/benchmark_convert.py
 measures both; docs/performance.md) and reads CMYK/PNG/grayscale without special cases.
@@ -20,12 +22,17 @@ measures both; docs/performance.md) and reads CMYK/PNG/grayscale without special
 
 import io
 from typing import NamedTuple
+import warnings
 
 from PIL import Image
 
-# Pillow stops at this many pixels by default and warns before; an image this large is
-# still a valid photo, so only refuse pixel bombs far beyond any ImageNet image.
+from alexnet_tf.data import image_header
+
+# Pillow warns above this many pixels and refuses twice as many when it opens a file. Our
+# own limit (`max_pixels`, checked before decoding) is what refuses large images; it may
+# not exceed Pillow's, which stays as a second guard.
 Image.MAX_IMAGE_PIXELS = 30_000 * 30_000
+LARGEST_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
 # JPEG decoding can skip work by decoding at 1/2, 1/4 or 1/8 scale (DCT scaling). We only
 # let it shrink an image while its shorter side stays at least DRAFT_MARGIN x the target
@@ -51,17 +58,33 @@ class RecodedImage(NamedTuple):
     original_format: str  # Pillow format of the source, e.g. "JPEG", "PNG"
 
 
-def _open(data: bytes) -> Image.Image:
-    """Opens and fully decodes `data`; raises BadImageError for anything unusable."""
+def too_large_reason(width: int, height: int, max_pixels: int) -> str:
+    """The manifest's reason for an image over the pixel limit."""
+    return (f"too large: {width}x{height} = {width * height} pixels, over the limit of "
+            f"{max_pixels} (--max_pixels); not decoded")
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Reads the header of `data` (no pixels); raises BadImageError for anything unusable."""
     if not data:
         raise BadImageError("empty file")
     try:
-        image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # The image is refused below with its size.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
     except Image.UnidentifiedImageError:
         raise BadImageError(
             "not an image, or an unreadable header (Pillow does not recognise it)") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise BadImageError(f"truncated or corrupt image (header): {error}") from None
+    except Image.DecompressionBombError as error:  # Over twice LARGEST_MAX_PIXELS.
+        raise BadImageError(f"too large: {str(error).rstrip('.')}; not decoded") from None
+    except Exception as error:  # pylint: disable=broad-except
+        # Hostile bytes can break a format plugin in any way (struct.error, IndexError...):
+        # each is this file's fault, never a reason to stop the conversion.
+        raise BadImageError(f"truncated or corrupt image (header): "
+                            f"{type(error).__name__}: {error}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadImageError(too_large_reason(width, height, max_pixels))
     return image
 
 
@@ -86,7 +109,8 @@ def _center_box(width: int, height: int, size: int):
 
 
 def recode_image(data: bytes, *, resize: int = 256, quality: int = 90,
-                 use_draft: bool = True) -> RecodedImage:
+                 use_draft: bool = True,
+                 max_pixels: int = image_header.DEFAULT_MAX_PIXELS) -> RecodedImage:
     """Turns one image file's bytes into an RGB JPEG as the paper prepared its inputs.
 
     Args:
@@ -96,19 +120,22 @@ def recode_image(data: bytes, *, resize: int = 256, quality: int = 90,
       quality: JPEG quality (1..100) for re-encoded images.
       use_draft: let JPEG decoding downscale by 2/4/8 when the image is much larger than
         needed (see DRAFT_MARGIN); False always decodes at full size.
+      max_pixels: refuse images whose header declares more pixels (width x height), up
+        to LARGEST_MAX_PIXELS.
 
     Returns:
       A RecodedImage.
 
     Raises:
-      BadImageError: empty, truncated, corrupt or non-image data.
-      ValueError: bad `resize` or `quality`.
+      BadImageError: empty, truncated, corrupt, too large or non-image data.
+      ValueError: bad `resize`, `quality` or `max_pixels`.
     """
     if resize < 0:
         raise ValueError(f"resize must be >= 0 (0 keeps the original size), got {resize}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    image = _open(data)
+    image_header.check_max_pixels(max_pixels, LARGEST_MAX_PIXELS)
+    image = _open(data, max_pixels)
     original_mode, original_format = image.mode, image.format or "unknown"
     keep_original = resize == 0 and original_format == "JPEG" and original_mode == "RGB"
     if use_draft and resize and original_format == "JPEG":
@@ -118,7 +145,8 @@ def recode_image(data: bytes, *, resize: int = 256, quality: int = 90,
             image.draft(None, (max(1, int(width * scale)), max(1, int(height * scale))))
     try:
         image.load()  # Decodes now, so truncation shows up here and not later.
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except Exception as error:  # pylint: disable=broad-except
+        # OSError, ValueError, SyntaxError... and whatever a broken decoder raises.
         raise BadImageError(f"truncated or corrupt image (data): {error}") from None
     if keep_original:
         return RecodedImage(data, "JPEG", image.height, image.width, original_mode,

@@ -18,6 +18,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from alexnet_tf.bench import pixel_limit
+from alexnet_tf.data import image_header
 from alexnet_tf.data import schema
 from alexnet_tf.data.imagenet import convert as imagenet_convert
 
@@ -139,12 +141,66 @@ def test_bad_files_are_listed_with_reasons_and_odd_ones_fixed(converted):
     assert reasons[f"{odd}/truncated.JPEG"].startswith("truncated or corrupt")
     assert reasons[f"{odd}/empty.JPEG"] == "empty file"
     assert reasons[f"{odd}/notes.JPEG"].startswith("not an image")
-    assert reasons[f"{odd}/dangling.JPEG"].startswith("unreadable")
+    assert reasons[f"{odd}/dangling.JPEG"].startswith("dangling symbolic link")
     recoloured = {entry["path"]: entry["source"] for entry in manifest["recoloured"]}
     assert recoloured == {f"{odd}/cmyk.JPEG": "CMYK JPEG", f"{odd}/png.JPEG": "RGB PNG",
                           f"{odd}/gray.JPEG": "L JPEG"}
     with open(os.path.join(converted[0], schema.MANIFEST_FILE)) as f:
         assert json.load(f) == manifest
+
+
+def test_hostile_files_are_rejected_with_reasons_and_the_rest_converted(
+        tmp_path, jpeg, write_file, png_bomb, hostile_entries, time_limit):
+    root = str(tmp_path / "imagenet")
+    for synset, colour in zip(SYNSETS[:2], COLOURS):
+        for index in range(3):
+            write_file(f"{root}/train/{synset}/good_{index}.JPEG", jpeg(colour))
+    hostile = f"{root}/train/{SYNSETS[0]}"
+    expected = {f"train/{SYNSETS[0]}/{name}": reason
+                for name, reason in hostile_entries(hostile).items()}
+    write_file(f"{hostile}/bomb.JPEG", png_bomb)  # 48 KB, 20000x20000
+    write_file(f"{hostile}/giant.JPEG", pixel_limit.png_bomb(45000, 45000, data_rows=8))
+    expected[f"train/{SYNSETS[0]}/bomb.JPEG"] = (
+            "too large: 20000x20000 = 400000000 pixels, over the limit of 100000000")
+    expected[f"train/{SYNSETS[0]}/giant.JPEG"] = "too large: Image size (2025000000 pixels)"
+    os.symlink(f"{root}/train/{SYNSETS[2]}", f"{root}/train/{SYNSETS[2]}")  # A folder loop.
+    expected[f"train/{SYNSETS[2]}"] = "symbolic link loop"
+    output_dir = str(tmp_path / "records")
+    with time_limit(120):  # A FIFO opened for reading would block here forever.
+        result = imagenet_convert.convert(options(root, output_dir, splits=(schema.TRAIN,),
+                                                  train_shards=2))
+    reasons = {entry["path"]: entry["reason"] for entry in result.manifest["rejected"]}
+    assert set(reasons) == set(expected)
+    for path, reason in expected.items():
+        assert reasons[path].startswith(reason), (path, reasons[path])
+    assert result.manifest["options"]["max_pixels"] == image_header.DEFAULT_MAX_PIXELS
+    records = read_records(output_dir, schema.TRAIN)
+    assert sorted(record[schema.IMAGE_FILENAME].decode() for record in records) == sorted(
+            f"good_{index}.JPEG" for index in range(3) for _ in SYNSETS[:2])
+    assert not [name for name in os.listdir(output_dir)
+                if name.endswith(imagenet_convert.INCOMPLETE_SUFFIX)]
+    with open(os.path.join(output_dir, schema.MANIFEST_FILE)) as f:
+        assert json.load(f)["rejected"] == result.manifest["rejected"]
+
+
+def test_max_pixels_rejects_larger_images_and_is_part_of_the_settings(
+        converted, imagenet_dir, tmp_path):
+    # Training image i of each class is (30 + 7i) x (50 - 3i): 1500 pixels for i = 0, more
+    # for the others; the truncated file declares 300x200; the other odd files and the
+    # validation images are smaller.
+    output_dir = str(tmp_path / "records")
+    result = imagenet_convert.convert(options(imagenet_dir, output_dir, max_pixels=1500))
+    reasons = {entry["path"]: entry["reason"] for entry in result.manifest["rejected"]
+               if entry["reason"].startswith("too large")}
+    assert sorted(reasons) == sorted([f"train/{synset}/{synset}_{index}.JPEG"
+                                     for synset in SYNSETS for index in range(1, NUM_PER_CLASS)]
+                                    + [f"train/{SYNSETS[0]}/truncated.JPEG"])
+    assert reasons[f"train/{SYNSETS[1]}/{SYNSETS[1]}_1.JPEG"] == (
+            "too large: 37x47 = 1739 pixels, over the limit of 1500 (--max_pixels); not decoded")
+    assert result.manifest["splits"][schema.TRAIN]["num_images"] == 3 + 3  # i = 0, odd files
+    assert result.manifest["recode_settings"]["max_pixels"] == 1500
+    with pytest.raises(ValueError, match="--max_pixels must be a number of pixels"):
+        options(imagenet_dir, output_dir, max_pixels=0)
 
 
 def test_manifest_counts_and_shards(converted):

@@ -24,6 +24,63 @@ def test_class_folders_list_files_and_reject_what_does_not_belong(tmp_path, writ
     assert "synset" in reasons["train/cats"]
 
 
+def test_entries_that_are_not_image_files_are_rejected_with_reasons(tmp_path, write_file,
+                                                                    hostile_entries, time_limit):
+    root = str(tmp_path)
+    write_file(f"{root}/train/n00000001/a.JPEG")
+    expected = hostile_entries(f"{root}/train/n00000001")
+    os.symlink(f"{root}/train/n00000001", f"{root}/train/n00000002")  # Links are followed.
+    os.symlink(f"{root}/train/n00000003", f"{root}/train/n00000003")  # A class folder loop.
+    with time_limit(30):
+        files, rejected = imagenet_files.find_class_dir_files(f"{root}/train", root)
+    assert [f.relpath for f in files] == ["train/n00000001/a.JPEG", "train/n00000002/a.JPEG"]
+    reasons = dict(rejected)
+    assert len(reasons) == 2 * len(expected) + 1
+    assert reasons["train/n00000003"].startswith("symbolic link loop")
+    for synset in ("n00000001", "n00000002"):
+        for name, reason in expected.items():
+            assert reasons[f"train/{synset}/{name}"].startswith(reason)
+    assert "'" + f"{root}/train/n00000001/nowhere.JPEG" + "' does not exist" in reasons[
+            "train/n00000001/dangling.JPEG"]
+
+
+def test_flat_validation_rejects_entries_that_are_not_image_files(tmp_path, write_file,
+                                                                   hostile_entries, time_limit):
+    val_dir = f"{tmp_path}/val"
+    write_file(f"{val_dir}/ILSVRC2012_val_00000001.JPEG")
+    expected = hostile_entries(val_dir, prefix="ILSVRC2012_val_0000000")
+    with time_limit(30):
+        assert imagenet_files.detect_val_layout(val_dir) == "flat"
+        files, rejected = imagenet_files.label_flat_files(
+                val_dir, str(tmp_path), [f"n0000000{i}" for i in range(1, 8)], None)
+    assert [(f.relpath, f.synset) for f in files] == [("val/ILSVRC2012_val_00000001.JPEG",
+                                                      "n00000001")]
+    reasons = dict(rejected)
+    assert {os.path.basename(path) for path in reasons} == set(expected)
+    for name, reason in expected.items():
+        assert reasons[f"val/{name}"].startswith(reason)
+
+
+def test_read_regular_file_never_blocks_nor_reads_a_device(tmp_path, write_file,
+                                                          hostile_entries, time_limit,
+                                                          monkeypatch):
+    write_file(f"{tmp_path}/a.JPEG", b"bytes")
+    assert imagenet_files.read_regular_file(f"{tmp_path}/a.JPEG") == b"bytes"
+    expected = hostile_entries(tmp_path)
+    for name, reason in expected.items():
+        with time_limit(10), pytest.raises(imagenet_files.UnusableFileError) as raised:
+            imagenet_files.read_regular_file(f"{tmp_path}/{name}")
+        assert raised.value.reason.startswith(reason)
+    # A file replaced by a FIFO or a device after it was listed: the check after opening
+    # (without blocking) still refuses it.
+    monkeypatch.setattr(imagenet_files, "entry_kind",
+                        lambda path: (imagenet_files.REGULAR_FILE, None))
+    for name in ("fifo.JPEG", "device.JPEG"):
+        with time_limit(10), pytest.raises(imagenet_files.UnusableFileError,
+                                           match="not a regular file"):
+            imagenet_files.read_regular_file(f"{tmp_path}/{name}")
+
+
 def test_class_folders_missing_is_a_clear_error(tmp_path, write_file):
     write_file(f"{tmp_path}/train/n01440764.tar")
     with pytest.raises(ValueError, match=r"no class folders.*extract the per-class \.tar"):

@@ -5,9 +5,12 @@ import io
 
 import numpy as np
 from PIL import Image
+from PIL import PngImagePlugin
 import pytest
 import tensorflow as tf
 
+from alexnet_tf.bench import pixel_limit
+from alexnet_tf.data import image_header
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data.imagenet import recode as image_recode
 
@@ -107,6 +110,35 @@ def test_bad_files_raise_with_a_reason(data, reason, encode_image):
     assert raised.value.reason.startswith(reason)
 
 
+def test_images_over_the_pixel_limit_are_refused_before_decoding(png_bomb, encode_image,
+                                                                  monkeypatch):
+    data = encode_image(smooth_image(30, 40), "PNG")  # 40x30 = 1200 pixels
+    assert image_recode.recode_image(data, resize=16, max_pixels=1200).width == 16
+    giant = pixel_limit.png_bomb(45000, 45000, data_rows=8)  # Over Pillow's own limit.
+
+    def no_decoding(image):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    cases = [(data, 1199, "too large: 40x30 = 1200 pixels, over the limit of 1199 "),
+             (png_bomb, image_header.DEFAULT_MAX_PIXELS, "too large: 20000x20000 = 400000000 "
+              "pixels, over the limit of 100000000 (--max_pixels); not decoded"),
+             (giant, image_recode.LARGEST_MAX_PIXELS, "too large: Image size (2025000000 pixels)")]
+    for image, max_pixels, reason in cases:
+        with pytest.raises(image_recode.BadImageError) as raised:
+            image_recode.recode_image(image, resize=16, max_pixels=max_pixels)
+        assert raised.value.reason.startswith(reason)
+
+
+def test_a_plugin_failing_in_any_way_rejects_the_file(encode_image, monkeypatch):
+    def broken(self):
+        raise ZeroDivisionError("hostile chunk")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "_open", broken)
+    with pytest.raises(image_recode.BadImageError, match="ZeroDivisionError: hostile chunk"):
+        image_recode.recode_image(encode_image(smooth_image(8, 8), "PNG"))
+
+
 def test_draft_decoding_of_large_jpegs_stays_close_to_a_full_decode(encode_image):
     data = encode_image(smooth_image(1200, 1600, seed=3), "JPEG", quality=90)
     full = decode(image_recode.recode_image(data, resize=128, use_draft=False).encoded)
@@ -121,3 +153,6 @@ def test_bad_arguments(encode_image):
         image_recode.recode_image(data, resize=-1)
     with pytest.raises(ValueError, match="quality"):
         image_recode.recode_image(data, quality=0)
+    for max_pixels in (0, image_recode.LARGEST_MAX_PIXELS + 1, 1.5):
+        with pytest.raises(ValueError, match="--max_pixels must be a number of pixels in 1.."):
+            image_recode.recode_image(data, max_pixels=max_pixels)
