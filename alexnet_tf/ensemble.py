@@ -58,9 +58,9 @@ def _class_difference(first: model_source.LoadedModel,
     if member.num_classes != first.num_classes:
         return f"it scores {member.num_classes} classes, member 1 {first.num_classes}"
     if (member.labels is None) != (first.labels is None):
-        which = "it has" if first.labels is None else "member 1 has"
+        which = "member 1 has" if first.labels is None else "it has"
         return (f"{which} no class list (labels.json), so their class orders cannot be "
-                "compared; copy the other's labels.json into its run")
+                "compared; give both the same labels.json")
     if member.labels is None:
         return None
     ours = {int(entry["index"]): entry for entry in first.labels}
