@@ -3,11 +3,18 @@ r"""Top-1 / top-5 error on the validation records: centre crop and the paper's 1
   python -m alexnet_tf.evaluate --model_dir=runs/alexnet --data_dir=/data/imagenet \
       [--checkpoint=ckpt-12] [--ten_crop]
   python -m alexnet_tf.evaluate --saved_model=exports/alexnet --data_dir=... [--ten_crop]
+  python -m alexnet_tf.evaluate --model_dir=runs/a,runs/b --data_dir=... [--ten_crop]
 
 Prints a table and writes the counts as JSON (--output; default
 model_dir/eval/<checkpoint>[-10crop].json, or eval-<export>-<version>[-10crop].json in
 the current directory for a SavedModel). The preprocessing (statistics, mean mode,
 sizes) is the one recorded with the run or the export.
+
+Several runs (or several exports, --saved_model=E,F) are evaluated in one pass over the
+data, each on its own and as an ensemble averaging their softmax outputs (the paper,
+section 6); they must agree on classes and preprocessing. The JSON then holds the
+ensemble's counts, and each member's under "members" (default
+eval-ensemble-<hash>[-10crop].json in the current directory).
 """
 
 from alexnet_tf import startup  # First: quiets TensorFlow's start-up notices.
@@ -48,22 +55,29 @@ def main(argv):
     from alexnet_tf.evaluation import metrics
     startup.tune_malloc()
     try:
-        loaded = model_flags.load("evaluate")
+        members = model_flags.load_members("evaluate")
         output = _OUTPUT.value or classification.default_output(
-                loaded, model_flags.MODEL_DIR.value, _TEN_CROP.value)
-        counts = classification.run(_DATA_DIR.value, loaded, output=output,
-                                    ten_crop=_TEN_CROP.value, batch_size=_BATCH_SIZE.value,
-                                    max_batches=_MAX_BATCHES.value,
-                                    show_progress=_PROGRESS_BAR.value,
-                                    accept_changed_data=_ACCEPT_CHANGED_DATA.value,
-                                    skip_bad_records=_SKIP_BAD_RECORDS.value)
+                members, model_flags.MODEL_DIR.value, _TEN_CROP.value)
+        ensemble_counts, member_counts = classification.run_members(
+                _DATA_DIR.value, members, output=output, ten_crop=_TEN_CROP.value,
+                batch_size=_BATCH_SIZE.value, max_batches=_MAX_BATCHES.value,
+                show_progress=_PROGRESS_BAR.value,
+                accept_changed_data=_ACCEPT_CHANGED_DATA.value,
+                skip_bad_records=_SKIP_BAD_RECORDS.value)
     except errors.UsageError as error:  # e.g. a damaged shard, named in one line
         return errors.report(error)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{loaded.description} on {_DATA_DIR.value}")
-    print(metrics.format_table(counts))
+    if ensemble_counts is None:
+        print(f"{members[0].description} on {_DATA_DIR.value}")
+        print(metrics.format_table(member_counts[0]))
+    else:
+        print(f"ensemble of {len(members)} (mean of their softmax outputs) on "
+              f"{_DATA_DIR.value}")
+        for index, member in enumerate(members):
+            print(f"  member {index + 1}: {member.description} ({member.path})")
+        print(metrics.format_members_table(member_counts, ensemble_counts))
     print(f"wrote {output}")
     return 0
 

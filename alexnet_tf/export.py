@@ -1,6 +1,7 @@
 r"""Exports a training run as a SavedModel for TF Serving.
 
   python -m alexnet_tf.export --model_dir=runs/alexnet --export_dir=exports/alexnet
+  python -m alexnet_tf.export --model_dir=runs/a,runs/b --export_dir=exports/ensemble
 
 writes exports/alexnet/<version>/ (one more than the highest existing version unless
 --version is given; an existing version is never overwritten) under a temporary name
@@ -13,6 +14,10 @@ whole models. Serve it with
 `serving_default` refuses any image whose header declares more than --max_pixels pixels,
 before decoding it (a 48 KB PNG can declare 20000x20000 pixels, 1.2 GB decoded); the
 limit is a constant of the graph, also recorded in assets.extra.
+
+Several runs are exported as one ensemble: the same signatures and outputs, with
+probabilities the mean of the members' softmax outputs, and the members listed in
+assets.extra/alexnet_tf_ensemble.json. They must agree on classes and preprocessing.
 alexnet_tf/serving/layout.py describes the signatures and the files beside the model.
 """
 
@@ -47,17 +52,23 @@ flags.mark_flags_as_required(["export_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from alexnet_tf import ensemble
     from alexnet_tf.serving import saved_model
     try:
-        loaded = model_flags.load("export", saved_model_allowed=False)
-        module = saved_model.ServingModule(loaded.keras_model, loaded.settings,
-                                           labels=loaded.labels, max_pixels=_MAX_PIXELS.value)
+        members = model_flags.load_members("export", saved_model_allowed=False)
+        module = saved_model.ServingModule([member.keras_model for member in members],
+                                           members[0].settings, labels=members[0].labels,
+                                           max_pixels=_MAX_PIXELS.value)
         path = saved_model.export(module, _EXPORT_DIR.value, _VERSION.value,
-                                  model_name=_MODEL_NAME.value, verify=_VERIFY.value)
+                                  model_name=_MODEL_NAME.value, verify=_VERIFY.value,
+                                  members=ensemble.describe(members) if len(members) > 1
+                                  else None)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"exported {path} ({loaded.description})")
+    print(f"exported {path} ({members[0].description})" if len(members) == 1 else
+          f"exported {path} (ensemble of {len(members)}: "
+          f"{', '.join(member.path for member in members)})")
     return 0
 
 

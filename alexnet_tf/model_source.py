@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import errors
 from alexnet_tf import run_dir
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data import stats as stats_lib
@@ -46,6 +47,13 @@ class LoadedModel:
     @property
     def crop_size(self) -> int:
         return self.settings.crop_size
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of classes the model scores."""
+        if self.keras_model is not None:
+            return int(self.keras_model.output_shape[-1])
+        return int(self.signature.structured_outputs["probabilities"].shape[-1])
 
     @property
     def signature(self) -> Optional[Callable]:
@@ -147,6 +155,12 @@ def _load_saved_model(version_dir: str, model_dir: Optional[str], stats_path: Op
         settings = run_dir.eval_settings(run_dir.read_config(model_dir), model_dir=model_dir,
                                          stats_path=stats_path, mean_mode=mean_mode)
     labels = layout.load_labels(version_dir)
+    members = layout.load_members(version_dir)
+    if members and model_dir:
+        raise errors.InvalidInputError(
+                f"--saved_model={version_dir} is an ensemble of {len(members)} models, which "
+                "has no single set of layers to load into --model_dir's model: give one "
+                "member's --model_dir alone")
     keras_model = None
     if model_dir:
         keras_model = _keras_from_saved_model(version_dir, model_dir, signature,
@@ -154,8 +168,9 @@ def _load_saved_model(version_dir: str, model_dir: Optional[str], stats_path: Op
         labels = labels or run_dir.read_labels(model_dir)
     name = os.path.basename(os.path.normpath(version_dir))
     parent = os.path.basename(os.path.dirname(os.path.normpath(version_dir)))
+    ensemble = f" (ensemble of {len(members)})" if members else ""
     return LoadedModel(keras_model, loaded, settings, labels, version_dir,
-                       f"SavedModel {parent}/{name}")
+                       f"SavedModel {parent}/{name}{ensemble}")
 
 
 def _keras_from_saved_model(version_dir: str, model_dir: str, signature, crop_size: int):

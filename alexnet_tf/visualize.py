@@ -8,6 +8,10 @@ r"""See what the network learned: the paper's figures and Zeiler & Fergus' tools
       --output=o.png
   python -m alexnet_tf.visualize deconv      --model_dir=M --images='data/validation-*' \
       --layer=conv3 --output=d.png
+  python -m alexnet_tf.visualize receptive_fields [--model_dir=M]
+
+`receptive_fields` prints each layer's receptive field (size, jump, start) for the model
+given, or for every architecture when none is; it needs no weights and writes no PNG.
 
 Images (--images, --search) are image files, the converter's TFRecord shards, directories
 or globs; TFRecords carry the true label. `--saved_model` (an export, or one version of
@@ -27,11 +31,13 @@ from absl import logging  # noqa: E402
 
 from alexnet_tf import model_flags  # noqa: E402
 
-TOOLS = ("kernels", "predictions", "neighbors", "occlusion", "deconv")
+RECEPTIVE_FIELDS = "receptive_fields"
+TOOLS = ("kernels", "predictions", "neighbors", "occlusion", "deconv", RECEPTIVE_FIELDS)
 
 _LABELS = flags.DEFINE_string("labels", None, "Class names: a labels.json or a text file with "
                               "one name a line; default the model's own.")
-_OUTPUT = flags.DEFINE_string("output", None, "The PNG to write.")
+_OUTPUT = flags.DEFINE_string("output", None, "The PNG to write (receptive_fields prints "
+                              "a table instead).")
 _IMAGES = flags.DEFINE_list("images", [], "Images: files, TFRecord shards, directories, globs.")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 8, "Use at most this many of --images "
                                    "(deconv ranks feature maps over all of them).")
@@ -98,9 +104,24 @@ def run(tool: str, extra_images=()) -> dict:
                                 batch_size=_BATCH_SIZE.value)
 
 
+def _receptive_fields() -> None:
+    from alexnet_tf.viz import tools as viz_tools
+    model_given = model_flags.MODEL_DIR.value or model_flags.SAVED_MODEL.value
+    print(viz_tools.receptive_field_tables(_load_model() if model_given else None))
+
+
 def main(argv):
     if len(argv) < 2 or argv[1] not in TOOLS:
         raise app.UsageError(f"the first argument must be a tool: {', '.join(TOOLS)}")
+    if argv[1] == RECEPTIVE_FIELDS:
+        if len(argv) > 2:
+            raise app.UsageError(f"unexpected arguments: {argv[2:]}")
+        try:
+            _receptive_fields()
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
+        return
     if not _OUTPUT.value or not _OUTPUT.value.lower().endswith(".png"):
         raise app.UsageError("--output must name the .png file to write")
     try:

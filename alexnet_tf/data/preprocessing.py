@@ -38,6 +38,7 @@ import dataclasses
 from typing import Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from alexnet_tf.data import stats as stats_lib
@@ -274,6 +275,14 @@ def eval_crops(image_bytes: tf.Tensor, *, crop_size: int = CROP_SIZE,
         flips = tf.concat([flips, tf.ones_like(flips)], axis=0)
     return {IMAGE_KEY: crops, OFFSET_KEY: offsets, FLIP_KEY: flips,
             ALPHA_KEY: tf.zeros([len(corners) * (2 if ten_crop else 1), 3])}
+
+
+def subtracted_mean(stats: stats_lib.ImageStats, mean_mode: str) -> np.ndarray:
+    """The mean the images lose: the mean image (H, W, 3) under mean_mode="image" when the
+    statistics hold one, else the per-channel mean (3,)."""
+    if mean_mode == "image" and stats.mean_image is not None:
+        return np.asarray(stats.mean_image, np.float32)
+    return np.asarray(stats.mean_rgb, np.float32)
 
 
 def _mean_image(stats: stats_lib.ImageStats, resize_size: int) -> Optional[tf.Tensor]:

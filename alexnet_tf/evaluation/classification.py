@@ -4,17 +4,19 @@ The paper (section 4.1) tests a network on the centre crop or by averaging its s
 outputs over ten patches: the four corner patches and the centre patch of the 256x256
 image, and their horizontal reflections. The input pipeline makes those crops with
 `preprocessing.eval_crops` (the centre crop first); this module runs the model over them
-and counts (`metrics.py`).
+and counts (`metrics.py`). Several models are evaluated in the same pass, each on its own
+and as an ensemble: the mean of their softmax outputs (the paper, section 6).
 """
 
 import dataclasses
 import os
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 from absl import logging
 import tensorflow as tf
 import tqdm
 
+from alexnet_tf import ensemble
 from alexnet_tf import model_source
 from alexnet_tf import run_dir
 from alexnet_tf.data import damaged_shards
@@ -48,9 +50,34 @@ def evaluate(probabilities_fn: Callable[[tf.Tensor], tf.Tensor], batches: Iterab
     Raises:
       ValueError: a batch has the wrong rank for the chosen mode.
     """
-    counts = {TEN_CROP: metrics.Counts()} if ten_crop else {CENTRE: metrics.Counts()}
-    if ten_crop and centre_index is not None:
-        counts[CENTRE] = metrics.Counts()
+    return evaluate_members([probabilities_fn], batches, ten_crop=ten_crop,
+                            centre_index=centre_index, max_batches=max_batches,
+                            progress=progress)[1][0]
+
+
+def evaluate_members(probabilities_fns: Sequence[Callable[[tf.Tensor], tf.Tensor]],
+                     batches: Iterable, *, ten_crop: bool = False,
+                     centre_index: Optional[int] = None, max_batches: Optional[int] = None,
+                     progress=None) -> Tuple[Optional[dict], List[dict]]:
+    """Runs several classifiers over the same batches: each one's hits and their ensemble's.
+
+    The ensemble's probabilities are the mean of the members' softmax outputs
+    (`ensemble.mean_probabilities`), per crop; its 10-crop average is therefore the mean
+    over members and crops alike.
+
+    Args:
+      probabilities_fns: one function per member, as `evaluate`'s `probabilities_fn`.
+      batches, ten_crop, centre_index, max_batches, progress: as for `evaluate`.
+
+    Returns:
+      (the ensemble's counts, or None for a single function; each function's counts), each
+      a dict as `evaluate` returns.
+
+    Raises:
+      ValueError: a batch has the wrong rank for the chosen mode.
+    """
+    member_counts = [_new_counts(ten_crop, centre_index) for _ in probabilities_fns]
+    ensemble_counts = _new_counts(ten_crop, centre_index) if len(probabilities_fns) > 1 else None
     expected_rank = 5 if ten_crop else 4
     for step, (images, labels) in enumerate(batches):
         if max_batches is not None and step >= max_batches:
@@ -58,30 +85,52 @@ def evaluate(probabilities_fn: Callable[[tf.Tensor], tf.Tensor], batches: Iterab
         if images.shape.rank != expected_rank:
             raise ValueError(f"with ten_crop={ten_crop} images must have rank {expected_rank}, "
                              f"got shape {images.shape}")
-        batch_size = int(tf.shape(labels)[0])
         if progress is not None:
-            progress.update(batch_size)
-        if not ten_crop:
-            counts[CENTRE].add(batch_size, *metrics.count_correct(probabilities_fn(images),
-                                                                  labels))
-            continue
-        num_crops = images.shape[1]
-        # (B, 10, S, S, 3) -> (B * 10, S, S, 3): the crops of one image stay adjacent.
-        crop_probabilities = probabilities_fn(tf.reshape(images, [-1, *images.shape[2:]]))
-        averaged = metrics.average_crops(crop_probabilities, num_crops)  # (B, C)
-        counts[TEN_CROP].add(batch_size, *metrics.count_correct(averaged, labels))
-        if centre_index is not None:
-            centre = tf.reshape(crop_probabilities, [batch_size, num_crops, -1])[:, centre_index]
-            counts[CENTRE].add(batch_size, *metrics.count_correct(centre, labels))
+            progress.update(int(tf.shape(labels)[0]))
+        num_crops = images.shape[1] if ten_crop else None
+        if ten_crop:  # (B, 10, S, S, 3) -> (B * 10, S, S, 3): one image's crops adjacent.
+            images = tf.reshape(images, [-1, *images.shape[2:]])
+        member_probabilities = [function(images) for function in probabilities_fns]
+        for counts, probabilities in zip(member_counts, member_probabilities):
+            _add_counts(counts, probabilities, labels, num_crops, centre_index)
+        if ensemble_counts is not None:
+            _add_counts(ensemble_counts, ensemble.mean_probabilities(member_probabilities),
+                        labels, num_crops, centre_index)
+    return ensemble_counts, member_counts
+
+
+def _new_counts(ten_crop: bool, centre_index: Optional[int]) -> dict:
+    counts = {TEN_CROP: metrics.Counts()} if ten_crop else {CENTRE: metrics.Counts()}
+    if ten_crop and centre_index is not None:
+        counts[CENTRE] = metrics.Counts()
     return counts
 
 
-def default_output(loaded: model_source.LoadedModel, model_dir: Optional[str],
-                   ten_crop: bool) -> str:
+def _add_counts(counts: dict, probabilities: tf.Tensor, labels: tf.Tensor,
+                num_crops: Optional[int], centre_index: Optional[int]) -> None:
+    """Adds one batch: probabilities (B, C), or (B * num_crops, C) with `num_crops`."""
+    batch_size = int(tf.shape(labels)[0])
+    if num_crops is None:
+        counts[CENTRE].add(batch_size, *metrics.count_correct(probabilities, labels))
+        return
+    averaged = metrics.average_crops(probabilities, num_crops)  # (B, C)
+    counts[TEN_CROP].add(batch_size, *metrics.count_correct(averaged, labels))
+    if centre_index is not None:
+        centre = tf.reshape(probabilities, [batch_size, num_crops, -1])[:, centre_index]
+        counts[CENTRE].add(batch_size, *metrics.count_correct(centre, labels))
+
+
+def default_output(loaded, model_dir: Optional[str], ten_crop: bool) -> str:
     """Where results go unless --output says: model_dir/eval/<checkpoint>[-10crop].json for a
     run; for a SavedModel, eval-<export>-<version>[-10crop].json in the current directory
-    (never inside the export directory, which TF Serving watches)."""
+    (never inside the export directory, which TF Serving watches); for an ensemble (a list
+    of several `model_source.LoadedModel`s), eval-ensemble-<hash of the members>[-10crop].json
+    in the current directory."""
     suffix = "-10crop" if ten_crop else ""
+    members = list(loaded) if isinstance(loaded, (list, tuple)) else [loaded]
+    if len(members) > 1:
+        return f"eval-ensemble-{ensemble.identity(members)}{suffix}.json"
+    loaded = members[0]
     if loaded.saved_model is None:
         return os.path.join(model_dir, run_dir.EVAL_DIR,
                             os.path.basename(loaded.path) + suffix + ".json")
@@ -90,16 +139,25 @@ def default_output(loaded: model_source.LoadedModel, model_dir: Optional[str],
     return f"eval-{export_name}-{os.path.basename(version_dir)}{suffix}.json"
 
 
-def run(data_dir: str, loaded: model_source.LoadedModel, *, output: str,
-        ten_crop: bool = False, batch_size: int = 64, max_batches: Optional[int] = None,
-        show_progress: bool = False, accept_changed_data: bool = False,
-        skip_bad_records: bool = False) -> dict:
-    """Evaluates `loaded` on the validation records of `data_dir` and writes the counts.
+def run(data_dir: str, loaded: model_source.LoadedModel, *, output: str, **kwargs) -> dict:
+    """Evaluates one model (`run_members` with one member); returns its counts."""
+    return run_members(data_dir, [loaded], output=output, **kwargs)[1][0]
+
+
+def run_members(data_dir: str, members: Sequence[model_source.LoadedModel], *, output: str,
+                ten_crop: bool = False, batch_size: int = 64,
+                max_batches: Optional[int] = None, show_progress: bool = False,
+                accept_changed_data: bool = False,
+                skip_bad_records: bool = False) -> Tuple[Optional[dict], List[dict]]:
+    """Evaluates one model, or several and their ensemble, on the validation records of
+    `data_dir` in one pass, and writes the counts.
 
     Args:
       data_dir: converted records (validation-*-of-*, labels.json).
-      loaded: the classifier and its preprocessing (`model_source.load`).
-      output: the JSON file to write.
+      members: the classifiers and their preprocessing (`model_source.load`); several must
+        agree on classes and preprocessing (`ensemble.check_members`).
+      output: the JSON file to write: the counts (the ensemble's, for several) and, for
+        several, each member's under "members".
       ten_crop: also report the paper's 10-crop average (one pass: the centre crop is one
         of the ten).
       batch_size: images per step (x10 crops with `ten_crop`).
@@ -112,11 +170,16 @@ def run(data_dir: str, loaded: model_source.LoadedModel, *, output: str,
         its shard: DamagedShardError or BadRecordError).
 
     Returns:
-      The counts, as `evaluate` returns them.
+      (the ensemble's counts or None for one member, each member's counts), as
+      `evaluate_members` returns them.
+
+    Raises:
+      errors.InvalidInputError: members that disagree on classes or preprocessing.
     """
+    ensemble.check_members(members)
     if not accept_changed_data:
         pipeline.verify_shards(data_dir, schema.VALIDATION)
-    settings = loaded.settings
+    settings = members[0].settings
     skipped = damaged_shards.SkippedData() if skip_bad_records else None
     dataset = pipeline.build_dataset(
             data_dir, schema.VALIDATION, global_batch_size=batch_size, training=False, seed=0,
@@ -129,14 +192,23 @@ def run(data_dir: str, loaded: model_source.LoadedModel, *, output: str,
     with tqdm.tqdm(total=total, unit="image", desc="evaluating", disable=not show_progress,
                    leave=False) as progress, damaged_shards.user_errors():
         # The 10 crops come in `preprocessing.eval_crops` order: the centre crop first.
-        counts = evaluate(loaded.probabilities_fn(), dataset, ten_crop=ten_crop,
-                          centre_index=0 if ten_crop else None, max_batches=max_batches,
-                          progress=progress)
-    metrics.write_json(output, counts, source=loaded.path, data_dir=data_dir,
-                       split=schema.VALIDATION, crop_size=settings.crop_size,
-                       resize_size=settings.resize_size, mean_mode=settings.mean_mode,
-                       max_batches=max_batches, **_skipped_summary(skipped))
-    return counts
+        ensemble_counts, member_counts = evaluate_members(
+                [member.probabilities_fn() for member in members], dataset, ten_crop=ten_crop,
+                centre_index=0 if ten_crop else None, max_batches=max_batches,
+                progress=progress)
+    metadata = dict(data_dir=data_dir, split=schema.VALIDATION, crop_size=settings.crop_size,
+                    resize_size=settings.resize_size, mean_mode=settings.mean_mode,
+                    max_batches=max_batches, **_skipped_summary(skipped))
+    if ensemble_counts is None:
+        metrics.write_json(output, member_counts[0], source=members[0].path, **metadata)
+    else:
+        described = ensemble.describe(members)
+        for entry, counts in zip(described, member_counts):
+            entry.update({name: c.as_dict() for name, c in counts.items()})
+        metrics.write_json(output, ensemble_counts, source=[m.path for m in members],
+                           ensemble="mean of the members' softmax outputs", members=described,
+                           **metadata)
+    return ensemble_counts, member_counts
 
 
 def _skipped_summary(skipped: Optional[damaged_shards.SkippedData]) -> dict:

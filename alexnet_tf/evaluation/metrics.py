@@ -95,6 +95,22 @@ def format_table(counts: dict) -> str:
     return "\n".join(lines)
 
 
+def format_members_table(member_counts, ensemble_counts: dict) -> str:
+    """A text table of each member's errors and the ensemble's (one row each), with one
+    top-1/top-5 column pair per way of testing."""
+    tests = [name for name in (CENTRE, TEN_CROP) if name in ensemble_counts]
+    rows = [(f"member {index + 1}", counts) for index, counts in enumerate(member_counts)]
+    rows.append(("ensemble", ensemble_counts))
+    lines = [(f"{'':12s}" + "".join(f" {name.replace('_', ' '):^25s}" for name in tests)).rstrip(),
+             f"{'':12s}" + f" {'top-1 error':>12s} {'top-5 error':>12s}" * len(tests)
+             + f" {'images':>8s}"]
+    for label, counts in rows:
+        cells = "".join(f" {100 * counts[name].top1_error:11.2f}% "
+                        f"{100 * counts[name].top5_error:11.2f}%" for name in tests)
+        lines.append(f"{label:12s}{cells} {counts[tests[0]].num_examples:8d}")
+    return "\n".join(lines)
+
+
 def write_json(path: str, counts: dict, **metadata) -> None:
     """Writes the counts (and `metadata`, e.g. the checkpoint) to `path` atomically."""
     result = dict(metadata, **{name: c.as_dict() for name, c in counts.items()})

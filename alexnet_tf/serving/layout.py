@@ -9,6 +9,8 @@
                                          SavedModel alone can be evaluated and visualised,
                                          and the pixel limit of serving_default (max_pixels)
       assets.extra/labels.json           the class list, as in a run directory
+      assets.extra/alexnet_tf_ensemble.json  an ensemble's members (their checkpoints),
+                                         only when the version averages several models
     2/ ...
 
 TF Serving ignores assets.extra (except the warm-up file) and every directory whose
@@ -20,7 +22,8 @@ Signatures (see `saved_model.py`):
                    read from their headers before decoding (image_header.py)
   preprocessed     images: float32 [N, S, S, 3], already mean-subtracted (0..255 scale)
 Both return OUTPUTS: probabilities [N, C]; for the top k = min(5, C) classes: classes
-(int64), scores, synsets and names (strings).
+(int64), scores, synsets and names (strings). An ensemble has the same signatures and
+outputs; its probabilities are the mean of its members' softmax outputs.
 """
 
 import json
@@ -44,6 +47,7 @@ SETTINGS_FILE = "alexnet_tf_preprocessing.json"
 SETTINGS_STATS_FILE = "alexnet_tf_stats.npz"
 MAX_PIXELS_KEY = "max_pixels"  # in SETTINGS_FILE
 LABELS_FILE = schema.LABELS_FILE
+ENSEMBLE_FILE = "alexnet_tf_ensemble.json"
 
 
 def is_version_dir(path: str) -> bool:
@@ -83,9 +87,11 @@ def resolve_version(path: str, name: str = "--saved_model") -> str:
 
 
 def save_extras(version_dir: str, settings: preprocessing.EvalSettings,
-                labels: Optional[list], max_pixels: int) -> None:
+                labels: Optional[list], max_pixels: int,
+                members: Optional[list] = None) -> None:
     """Writes the preprocessing settings (and statistics), the pixel limit of
-    `serving_default` and the labels into assets.extra."""
+    `serving_default`, the labels and, for an ensemble, its `members` (a JSON-able list,
+    one entry per member) into assets.extra."""
     extra_dir = os.path.join(version_dir, EXTRA_DIR)
     os.makedirs(extra_dir, exist_ok=True)
     stats_lib.save_stats(settings.stats, os.path.join(extra_dir, SETTINGS_STATS_FILE))
@@ -95,6 +101,10 @@ def save_extras(version_dir: str, settings: preprocessing.EvalSettings,
             **{MAX_PIXELS_KEY: max_pixels}))
     if labels is not None:
         atomic.write_json(os.path.join(extra_dir, LABELS_FILE), labels, indent=1)
+    if members is not None:
+        atomic.write_json(os.path.join(extra_dir, ENSEMBLE_FILE),
+                          {"combination": "mean of the members' softmax outputs",
+                           "members": members}, indent=1)
 
 
 def load_settings(version_dir: str) -> preprocessing.EvalSettings:
@@ -134,3 +144,12 @@ def load_labels(version_dir: str) -> Optional[list]:
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def load_members(version_dir: str) -> Optional[list]:
+    """An ensemble's members as `save_extras` wrote them, or None for a single model."""
+    path = os.path.join(version_dir, EXTRA_DIR, ENSEMBLE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["members"]

@@ -1,6 +1,7 @@
 """A trained classifier as TF Serving loads it: two signatures, written as a new version.
 
-`ServingModule` wraps a Keras model with the signatures that `layout.py` describes.
+`ServingModule` wraps a Keras model, or an ensemble of them (the mean of their softmax
+outputs, `ensemble.py`), with the signatures that `layout.py` describes.
 `serving_default` decodes and preprocesses the image bytes in the graph with
 `preprocessing.preprocess_for_eval`, the function evaluation uses (not a copy), so a
 served image reaches the network exactly as an evaluated one. Before anything is
@@ -9,7 +10,7 @@ the pixel limit (or of an unknown format) fails, naming the image by its index
 (`image_header.check_pixel_limit`): a 48 KB PNG can declare 20000x20000 pixels, 1.2 GB
 decoded. The limit is fixed at export and saved beside the model. `export` writes the
 module as the next version of an export directory, with its warm-up requests, its
-preprocessing settings and its labels.
+preprocessing settings, its labels and, for an ensemble, its members.
 
 Each version is written under a hidden temporary name and renamed into place when it is
 complete, so a watching server never loads half a model.
@@ -21,6 +22,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from alexnet_tf import ensemble
 from alexnet_tf.data import image_header
 from alexnet_tf.data import preprocessing
 from alexnet_tf.nn import lrn
@@ -58,7 +60,7 @@ def _check_not_empty(batch: tf.Tensor, input_name: str) -> None:
 
 
 class ServingModule(tf.Module):
-    """Wraps a Keras classifier with the two serving signatures.
+    """Wraps a Keras classifier, or several as an ensemble, with the two serving signatures.
 
     Attributes:
       serve_image_bytes: tf.function(image_bytes [N] string) -> output dict.
@@ -69,8 +71,9 @@ class ServingModule(tf.Module):
                  labels: Optional[list] = None, top_k: int = TOP_K,
                  max_pixels: int = image_header.DEFAULT_MAX_PIXELS):
         """Args:
-          model: a Keras model mapping mean-subtracted images [N, S, S, 3] to logits [N, C].
-            Its LRN layers are switched to plain TF ops (`lrn.disable_xla`).
+          model: a Keras model mapping mean-subtracted images [N, S, S, 3] to logits [N, C],
+            or a list of such models (an ensemble: its probabilities are the mean of theirs).
+            Their LRN layers are switched to plain TF ops (`lrn.disable_xla`).
           settings: the run's test-time preprocessing (statistics, mean mode, sizes), as
             from `run_dir.eval_settings`.
           labels: labels.json entries, or None.
@@ -80,15 +83,30 @@ class ServingModule(tf.Module):
 
         Raises:
           errors.InvalidInputError: `max_pixels` is not a positive integer.
+          ValueError: a model whose input does not match `settings` or whose number of
+            classes differs from the first's.
         """
         super().__init__(name="alexnet_serving")
-        num_classes = int(model.output_shape[-1])
-        if tuple(model.input_shape[1:]) != (settings.crop_size, settings.crop_size, 3):
-            raise ValueError(f"the model takes inputs {model.input_shape[1:]} but the settings "
-                             f"crop {settings.crop_size}x{settings.crop_size}")
-        # TF Serving's model server does not run XLA kernels by default: trace plain ops.
-        lrn.disable_xla(model)
-        self.model = model
+        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        if not models:
+            raise ValueError("ServingModule needs at least one model")
+        num_classes = int(models[0].output_shape[-1])
+        for index, member in enumerate(models):
+            if tuple(member.input_shape[1:]) != (settings.crop_size, settings.crop_size, 3):
+                raise ValueError(f"model {index + 1} takes inputs {member.input_shape[1:]} but "
+                                 f"the settings crop {settings.crop_size}x{settings.crop_size}")
+            if int(member.output_shape[-1]) != num_classes:
+                raise ValueError(f"model {index + 1} scores {member.output_shape[-1]} classes, "
+                                 f"model 1 {num_classes}")
+            # TF Serving's model server does not run XLA kernels by default: plain ops.
+            lrn.disable_xla(member)
+        if len(models) == 1:
+            self.model = models[0]  # Its variables are the checkpoint's `model` (model_source).
+        else:
+            # One attribute per member, so each is a tracked child of the SavedModel.
+            for index, member in enumerate(models):
+                setattr(self, f"member{index}", member)
+        self._num_models = len(models)
         self.settings = settings
         self.labels = labels
         self._top_k = min(int(top_k), num_classes)
@@ -125,8 +143,9 @@ class ServingModule(tf.Module):
         return self._outputs(images)
 
     def _outputs(self, images):
-        logits = tf.cast(self.model(images, training=False), tf.float32)  # (N, C)
-        probabilities = tf.nn.softmax(logits, axis=-1)
+        probabilities = ensemble.mean_probabilities([  # (N, C)
+                tf.nn.softmax(tf.cast(model(images, training=False), tf.float32), axis=-1)
+                for model in self.models()])
         scores, classes = tf.math.top_k(probabilities, k=self._top_k)  # (N, k) each
         return {
                 "probabilities": probabilities,
@@ -136,13 +155,20 @@ class ServingModule(tf.Module):
                 "names": tf.gather(tf.constant(self._names), classes),
         }
 
+    def models(self) -> list:
+        """The Keras model, or the ensemble's members in order."""
+        if self._num_models == 1:
+            return [self.model]
+        return [getattr(self, f"member{index}") for index in range(self._num_models)]
+
     def signatures(self) -> dict:
         return {layout.SERVING_SIGNATURE: self.serve_image_bytes.get_concrete_function(),
                 layout.PREPROCESSED_SIGNATURE: self.serve_images.get_concrete_function()}
 
 
 def export(module: ServingModule, export_dir: str, version: Optional[int] = None, *,
-           model_name: str = "alexnet", verify: bool = True) -> str:
+           model_name: str = "alexnet", verify: bool = True,
+           members: Optional[list] = None) -> str:
     """Writes `module` to `export_dir/<version>/` atomically.
 
     Args:
@@ -152,6 +178,8 @@ def export(module: ServingModule, export_dir: str, version: Optional[int] = None
       model_name: the model name written into the warm-up requests.
       verify: load the written SavedModel and replay its warm-up requests before the
         version is made visible.
+      members: for an ensemble, what each member is (`ensemble.describe`), written to
+        assets.extra/alexnet_tf_ensemble.json.
 
     Returns:
       The path of the new version directory.
@@ -172,7 +200,8 @@ def export(module: ServingModule, export_dir: str, version: Optional[int] = None
     try:
         tf.saved_model.save(module, tmp_dir, signatures=module.signatures())
         warmup.write_warmup(tmp_dir, module.settings.crop_size, model_name)
-        layout.save_extras(tmp_dir, module.settings, module.labels, module.max_pixels)
+        layout.save_extras(tmp_dir, module.settings, module.labels, module.max_pixels,
+                           members)
         if verify:
             warmup.replay_warmup(tmp_dir)
         if os.path.exists(final_dir):  # Another export took the number meanwhile.

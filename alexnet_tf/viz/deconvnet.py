@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from alexnet_tf.nn import layers as alexnet_layers
 from alexnet_tf.nn import lrn
+from alexnet_tf.nn import receptive_fields
 
 # Max-pools: Keras' and the per-tower one (its pooling is an inner MaxPooling2D `pool`).
 _GROUPED_POOL = getattr(alexnet_layers, "GroupedMaxPooling2D", None)
@@ -86,7 +87,7 @@ class Projection:
       activation: its value.
       reconstruction: (H, W, 3) float32 pixel-space projection.
       box: (top, left, bottom, right), bottom/right exclusive: the activation's receptive
-        field in input pixels, clipped to the image.
+        field in input pixels (`receptive_fields.py`), clipped to the image.
     """
     feature_map: int
     image_index: int
@@ -272,44 +273,6 @@ def project(steps: Sequence[Step], signal, image_indices: Sequence[int]):
     return x
 
 
-def _window(step: Step):
-    """((kernel_h, kernel_w, stride_h, stride_w), padding) of a conv or pool step."""
-    if step.kind == "pool":
-        pool = _max_pool(step.layer)
-        return (*pool.pool_size, *pool.strides), pool.padding
-    spec = conv_spec(step.layer)
-    return (*spec.kernel_size, *spec.strides), spec.padding
-
-
-def _pad_before(size: int, kernel: int, stride: int, padding: str) -> int:
-    if padding == "valid":
-        return 0
-    out = -(-size // stride)  # TF "SAME": ceil(size / stride) outputs.
-    return max((out - 1) * stride + kernel - size, 0) // 2
-
-
-def receptive_field(steps: Sequence[Step], y: int, x: int) -> Tuple[int, int, int, int]:
-    """The input pixels an activation at (y, x) of the last step depends on.
-
-    Returns:
-      (top, left, bottom, right), bottom/right exclusive, clipped to the input image.
-    """
-    top, bottom, left, right = y, y, x, x  # inclusive bounds at the current level
-    for step in reversed(steps):
-        height, width = step.input_shape[:2]
-        if step.kind in ("conv", "pool"):
-            (kernel_h, kernel_w, stride_h, stride_w), padding = _window(step)
-            pad_h = _pad_before(height, kernel_h, stride_h, padding)
-            pad_w = _pad_before(width, kernel_w, stride_w, padding)
-            top, bottom = top * stride_h - pad_h, bottom * stride_h - pad_h + kernel_h - 1
-            left, right = left * stride_w - pad_w, right * stride_w - pad_w + kernel_w - 1
-        elif step.kind == "pad":
-            (pad_top, _), (pad_left, _) = step.layer.padding
-            top, bottom, left, right = top - pad_top, bottom - pad_top, left - pad_left, right - pad_left
-    height, width = steps[0].input_shape[:2]
-    return (max(top, 0), max(left, 0), min(bottom, height - 1) + 1, min(right, width - 1) + 1)
-
-
 def top_activations(activations, num_maps: int, num_per_map: int):
     """Picks the `num_maps` feature maps with the largest activation over all images.
 
@@ -352,13 +315,16 @@ def project_picks(model: keras.Model, images, layer_name: str, picks) -> List[Pr
       A Projection per pick, in order.
     """
     activations, steps = forward(model, images, layer_name)
+    field = receptive_fields.layer_field(model, layer_name)
+    image_size = steps[0].input_shape[:2]
     # One signal per pick: all zero except the chosen activation. (num, h, w, channels)
     signal = np.zeros((len(picks),) + tuple(activations.shape[1:]), np.float32)
     for row, (channel, _, y, x, value) in enumerate(picks):
         signal[row, y, x, channel] = value
     reconstructions = project(steps, signal, [pick[1] for pick in picks]).numpy()
     return [Projection(feature_map=channel, image_index=image, position=(y, x), activation=value,
-                       reconstruction=reconstructions[row], box=receptive_field(steps, y, x))
+                       reconstruction=reconstructions[row],
+                       box=field.box(y, x, image_size))
             for row, (channel, image, y, x, value) in enumerate(picks)]
 
 

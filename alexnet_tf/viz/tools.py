@@ -1,8 +1,9 @@
-"""The five visualisation tools: from a loaded model and images to a PNG.
+"""The visualisation tools: from a loaded model and images to a PNG, or a table.
 
 Each `run_*` function takes a `model_source.LoadedModel`, images (`viz_inputs.ImageRecord`)
 and plain arguments, writes one PNG with `viz_plots`, and returns a small dict of what it
-computed (for tests and logs). `alexnet_tf.visualize` is the command-line entry point.
+computed (for tests and logs); `receptive_field_tables` returns text.
+`alexnet_tf.visualize` is the command-line entry point.
 """
 
 import os
@@ -13,6 +14,8 @@ import numpy as np
 
 from alexnet_tf import model_source
 from alexnet_tf.nn import layers
+from alexnet_tf.nn import models
+from alexnet_tf.nn import receptive_fields
 from alexnet_tf.viz import deconvnet
 from alexnet_tf.viz import inputs as viz_inputs
 from alexnet_tf.viz import neighbors as neighbors_lib
@@ -20,6 +23,12 @@ from alexnet_tf.viz import occlusion as occlusion_lib
 from alexnet_tf.viz import plots as viz_plots
 
 TOP_K = 5
+# What `receptive_field_tables` shows without a model: every builder and variant at the
+# paper's input size, and the paper's net at 227 (no padding) too. Fields do not depend
+# on widths or classes, so narrow copies are built.
+RECEPTIVE_FIELD_MODELS = tuple(
+        [("alexnet", dict(variant=variant)) for variant in models.ALEXNET_VARIANTS]
+        + [("alexnet", dict(variant="paper", input_size=227)), ("zfnet", {})])
 
 
 def conv1_towers(model) -> List[np.ndarray]:
@@ -179,3 +188,25 @@ def run_deconv(loaded: model_source.LoadedModel, records, output: str, *, layer:
         f"Deconvnet (Zeiler & Fergus) over {len(records)} images ({loaded.description})")
     viz_plots.save_png(figure, output)
     return {"projections": projections}
+
+
+def receptive_field_tables(loaded: Optional[model_source.LoadedModel] = None) -> str:
+    """Every layer's receptive field (size, jump, start; `nn/receptive_fields.py`) as text.
+
+    Args:
+      loaded: a model to describe; None for every model of RECEPTIVE_FIELD_MODELS.
+    """
+    if loaded is not None:
+        model = loaded.require_keras("receptive_fields")
+        tables = [(f"{loaded.description}, input {loaded.crop_size}x{loaded.crop_size}", model)]
+    else:
+        tables = []
+        for name, kwargs in RECEPTIVE_FIELD_MODELS:
+            model = models.build_model(name, num_classes=2, width_multiplier=1 / 16, **kwargs)
+            size = model.input_shape[1]
+            options = "".join(f", {key}={value}" for key, value in kwargs.items()
+                              if key != "input_size")
+            tables.append((f"{name}{options}, input {size}x{size}", model))
+    return "\n\n".join(receptive_fields.format_table(receptive_fields.receptive_fields(model),
+                                                     title)
+                       for title, model in tables)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from alexnet_tf import errors
 from alexnet_tf import model_source
 from alexnet_tf.data import damaged_shards
 from alexnet_tf.data import preprocessing
@@ -55,6 +56,23 @@ def test_evaluate_rejects_centre_batches_in_ten_crop_mode():
     batches = [(tf.zeros((2, 4, 4, 3)), tf.zeros((2,), tf.int64))]
     with pytest.raises(ValueError, match="rank 5"):
         evaluation.evaluate(_fake_classifier(3), batches, ten_crop=True)
+
+
+def test_evaluate_members_counts_the_mean_of_their_softmax():
+    # Each member is sure of a wrong class; their mean favours the right one, class 1.
+    member_a = lambda images: tf.tile([[0.6, 0.4, 0.0]], [tf.shape(images)[0], 1])  # noqa: E731
+    member_b = lambda images: tf.tile([[0.0, 0.4, 0.6]], [tf.shape(images)[0], 1])  # noqa: E731
+    labels = np.array([1, 1, 0])
+    batches = [(tf.zeros((3, 10, 4, 4, 3)), tf.constant(labels))]
+    ensemble_counts, (counts_a, counts_b) = evaluation.evaluate_members(
+            [member_a, member_b], batches, ten_crop=True, centre_index=0)
+    for name in (evaluation.CENTRE, evaluation.TEN_CROP):
+        assert (counts_a[name].top1_correct, counts_b[name].top1_correct) == (1, 0), name
+        assert ensemble_counts[name].top1_correct == 2, name
+        assert ensemble_counts[name].num_examples == 3, name
+    single_ensemble, (single,) = evaluation.evaluate_members(
+            [member_a], [(tf.zeros((3, 4, 4, 3)), tf.constant(labels))])
+    assert single_ensemble is None and single[evaluation.CENTRE].top1_correct == 1
 
 
 # End to end: a checkpointed run (make_run), validation records written with the schema,
@@ -225,3 +243,94 @@ def test_entry_point_skips_a_damaged_latest_checkpoint(evaluated_run, tmp_path,
     assert named.stderr.strip().splitlines()[-1].startswith(
             f"error: checkpoint 'ckpt-2' ({latest}) is damaged: its data does not read")
     assert not (tmp_path / "named.json").exists()
+
+
+# Ensembles: the run's ckpt-1 and a second run with the same classes and preprocessing.
+
+@pytest.fixture(scope="module")
+def ensemble_members(evaluated_run, make_run):
+    """(members as model_source.load gives them, expected counts (ensemble, [per member]) as
+    ((centre top-1, top-5), (10-crop top-1, top-5)), computed here with NumPy)."""
+    second = make_run(os.path.join(os.path.dirname(evaluated_run["model_dir"]), "run2"),
+                      [label["name"] for label in evaluated_run["labels"]], seed=9,
+                      input_size=64, mean_mode="image",
+                      stats_path=evaluated_run["config"].stats_path)
+    members = [model_source.load(model_dir=evaluated_run["model_dir"], checkpoint="ckpt-1"),
+               model_source.load(model_dir=second["model_dir"])]
+    records = tf.data.TFRecordDataset(tf.io.gfile.glob(
+            os.path.join(evaluated_run["data_dir"], "validation-*")))
+    hits = np.zeros((3, 4), int)  # rows: member 1, member 2, ensemble
+    for record in records:
+        example = schema.parse_example(record)
+        image, label = example[schema.IMAGE_ENCODED], int(example[schema.LABEL])
+        crops = preprocessing.preprocess_for_eval(image, stats=evaluated_run["stats"],
+                                                  crop_size=64, ten_crop=True)
+        per_member = [tf.nn.softmax(member.keras_model(crops, training=False)).numpy()
+                      for member in members]  # each (10, C)
+        for row, probabilities in enumerate(per_member + [np.mean(per_member, axis=0)]):
+            for column, scores in ((0, probabilities[0]), (2, probabilities.mean(axis=0))):
+                order = np.argsort(-scores, kind="stable")
+                hits[row, column] += order[0] == label
+                hits[row, column + 1] += label in order[:5]
+    assert hits[0, 0] != hits[1, 0] or hits[0, 2] != hits[1, 2], "members too alike to test"
+    return members, hits
+
+
+def _hits(counts):
+    return [counts[evaluation.CENTRE].top1_correct, counts[evaluation.CENTRE].top5_correct,
+            counts[evaluation.TEN_CROP].top1_correct, counts[evaluation.TEN_CROP].top5_correct]
+
+
+def test_run_members_reports_each_member_and_the_ensemble(evaluated_run, ensemble_members,
+                                                          tmp_path):
+    members, hits = ensemble_members
+    output = str(tmp_path / "ensemble.json")
+    ensemble_counts, member_counts = evaluation.run_members(
+            evaluated_run["data_dir"], members, output=output, ten_crop=True, batch_size=4)
+    assert [_hits(counts) for counts in member_counts] == hits[:2].tolist()
+    assert _hits(ensemble_counts) == hits[2].tolist()
+    written = json.loads(open(output).read())
+    assert written["source"] == [member.path for member in members]
+    assert [entry[evaluation.TEN_CROP]["top1_correct"] for entry in written["members"]] == [
+            hits[0, 2], hits[1, 2]]
+    assert written[evaluation.CENTRE]["top1_correct"] == hits[2, 0]
+    assert evaluation.default_output(members, None, ten_crop=True).startswith("eval-ensemble-")
+
+
+def test_run_members_refuses_other_preprocessing(evaluated_run, ensemble_members, make_run,
+                                                 tmp_path):
+    other = make_run(tmp_path / "rgb", [label["name"] for label in evaluated_run["labels"]],
+                     input_size=64, mean_mode="rgb", stats_path=evaluated_run["config"].stats_path)
+    members = [ensemble_members[0][0], model_source.load(model_dir=other["model_dir"])]
+    with pytest.raises(errors.InvalidInputError, match=r"member 2 .*it subtracts the "
+                       r"per-channel mean \[.*\], member 1 a 32x32 mean image"):
+        evaluation.run_members(evaluated_run["data_dir"], members, output=str(tmp_path / "x.json"))
+    assert not os.path.exists(tmp_path / "x.json")
+
+
+@pytest.mark.slow
+def test_entry_point_on_an_ensemble(evaluated_run, ensemble_members, tmp_path):
+    members, hits = ensemble_members
+    output = tmp_path / "ensemble.json"
+    second_run = os.path.dirname(os.path.dirname(members[1].path))  # run2/checkpoints/ckpt-1
+    process = subprocess.run(
+            [sys.executable, "-m", "alexnet_tf.evaluate",
+             f"--model_dir={evaluated_run['model_dir']},{second_run}",
+             "--checkpoint=ckpt-1,ckpt-1", f"--data_dir={evaluated_run['data_dir']}",
+             "--ten_crop", "--batch_size=4", f"--output={output}"],
+            capture_output=True, text=True, timeout=180,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert f"member 2: alexnet ckpt-1 ({members[1].path})" in process.stdout
+    rows = [line.split() for line in process.stdout.splitlines()
+            if line.startswith(("member ", "ensemble ")) and line.endswith(f" {NUM_RECORDS}")]
+    # Rows member 1, member 2, ensemble; columns centre then 10-crop top-1 and top-5 error.
+    assert [row[0] for row in rows] == ["member", "member", "ensemble"]
+    errors_printed = [row[-5:-1] for row in rows]
+    expected = [[f"{100 * (NUM_RECORDS - hit) / NUM_RECORDS:.2f}%" for hit in member_hits]
+                for member_hits in hits]
+    assert errors_printed == expected
+    written = json.loads(output.read_text())
+    assert written[evaluation.TEN_CROP]["top1_correct"] == hits[2, 2]
+    assert [entry[evaluation.CENTRE]["top5_correct"] for entry in written["members"]] == [
+            hits[0, 1], hits[1, 1]]

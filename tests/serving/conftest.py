@@ -51,3 +51,14 @@ def exported(serving_run):
     export_dir = str(serving_run["root"] / "export")
     version_dir = serving.export(module, export_dir, verify=True)
     return dict(module=module, export_dir=export_dir, version_dir=version_dir)
+
+
+@pytest.fixture(scope="session")
+def ensemble_runs(serving_run, make_run):
+    """Runs to combine with serving_run's: "second" (the same classes and preprocessing,
+    other weights) and "five_classes" (the same preprocessing, one class fewer)."""
+    common = dict(input_size=INPUT_SIZE, resize_size=256, mean_mode="image",
+                  stats_path=serving_run["stats_path"])
+    second = make_run(serving_run["root"] / "run2", CLASS_NAMES, seed=3, **common)
+    five_classes = make_run(serving_run["root"] / "run5", CLASS_NAMES[:5], seed=4, **common)
+    return dict(second=dict(second, stats=serving_run["stats"]), five_classes=five_classes)

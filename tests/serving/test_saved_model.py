@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from alexnet_tf import errors
+from alexnet_tf import model_source
 from alexnet_tf.data import preprocessing
 from alexnet_tf.serving import layout
 from alexnet_tf.serving import saved_model as serving
@@ -75,25 +77,29 @@ _FRESH_PROCESS_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_fresh_process_matches_model_on_eval_preprocessing(serving_run, exported, tmp_path):
-    images = serving_run["images"]
-    reference_images, reference = reference_probabilities(serving_run, images)
-    # Different images must give different answers, or parity would prove little.
-    assert np.abs(reference - reference[0]).max() > 1e-3
+def _serve_in_fresh_process(version_dir, serving_run, preprocessed, tmp_path):
+    """The SavedModel's outputs for serving_run's images, computed in the fresh process
+    (directly and through a REST body) and for `preprocessed` through `preprocessed`."""
     image_list = tmp_path / "images.json"
     image_list.write_text(json.dumps(serving_run["image_paths"]))
     rest_body = tmp_path / "request.json"
     rest_body.write_text(json.dumps(
-            {"instances": [{"b64": base64.b64encode(image).decode("ascii")} for image in images]}))
+            {"instances": [{"b64": base64.b64encode(image).decode("ascii")}
+                           for image in serving_run["images"]]}))
     images_npy = tmp_path / "preprocessed.npy"
-    np.save(images_npy, reference_images)
+    np.save(images_npy, preprocessed)
     output = tmp_path / "outputs.npz"
-    subprocess.run([PYTHON, "-c", _FRESH_PROCESS_SCRIPT, exported["version_dir"],
+    subprocess.run([PYTHON, "-c", _FRESH_PROCESS_SCRIPT, version_dir,
                     str(image_list), str(rest_body), str(images_npy), str(output)],
                    check=True, timeout=SUBPROCESS_TIMEOUT, cwd=tmp_path,
                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     results = np.load(output)
     assert not results["alexnet_tf_imported"]
+    return results
+
+
+def _check_outputs(results, reference):
+    """Every output of both signatures, against reference probabilities (N, C)."""
     for prefix in ("direct_", "rest_"):
         np.testing.assert_allclose(results[prefix + "probabilities"], reference, atol=1e-5)
         expected_classes = np.argsort(-reference, axis=1, kind="stable")[:, :5]
@@ -105,6 +111,14 @@ def test_fresh_process_matches_model_on_eval_preprocessing(serving_run, exported
         synsets = [[f"n0000000{i}".encode() for i in row] for row in expected_classes]
         np.testing.assert_array_equal(results[prefix + "synsets"], synsets)
     np.testing.assert_allclose(results["preprocessed_probabilities"], reference, atol=1e-5)
+
+
+def test_fresh_process_matches_model_on_eval_preprocessing(serving_run, exported, tmp_path):
+    reference_images, reference = reference_probabilities(serving_run, serving_run["images"])
+    # Different images must give different answers, or parity would prove little.
+    assert np.abs(reference - reference[0]).max() > 1e-3
+    _check_outputs(_serve_in_fresh_process(exported["version_dir"], serving_run,
+                                           reference_images, tmp_path), reference)
 
 
 def test_saved_model_cli_lists_both_signatures(serving_run, exported):
@@ -322,3 +336,90 @@ def test_export_skips_a_damaged_latest_checkpoint(serving_run, tmp_path, corrupt
         in process.stderr
     assert process.stdout.strip().endswith("ckpt-1)")
     assert layout.existing_versions(str(export_dir)) == [1]
+
+
+# --------------------------------------------------------------------------- ensembles
+
+_EXPORT_COMMAND_SCRIPT = textwrap.dedent("""
+    import sys
+    from absl import flags
+    from alexnet_tf import export
+    first, second, five_classes, export_dir = sys.argv[1:5]
+    flags.FLAGS(["export", f"--model_dir={first},{five_classes}", f"--export_dir={export_dir}"])
+    assert export.main(["export"]) == 2
+    flags.FLAGS.model_dir = f"{first},{second}"
+    assert export.main(["export"]) == 0
+""")
+
+
+@pytest.fixture(scope="module")
+def ensemble_export(serving_run, ensemble_runs, tmp_path_factory):
+    """The export command run twice in one process: members with different classes (refused),
+    then serving_run's and ensemble_runs' "second" (exported to export_dir/1)."""
+    export_dir = tmp_path_factory.mktemp("ensemble") / "export"
+    process = subprocess.run(
+            [PYTHON, "-c", _EXPORT_COMMAND_SCRIPT, serving_run["model_dir"],
+             ensemble_runs["second"]["model_dir"], ensemble_runs["five_classes"]["model_dir"],
+             str(export_dir)],
+            capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert process.returncode == 0, process.stderr[-3000:]
+    return dict(process=process, export_dir=str(export_dir),
+                version_dir=os.path.join(str(export_dir), "1"))
+
+
+@pytest.mark.slow
+def test_export_refuses_members_with_other_classes(ensemble_runs, ensemble_export):
+    lines = [line for line in ensemble_export["process"].stderr.splitlines()
+             if line.startswith("error:")]
+    assert len(lines) == 1, ensemble_export["process"].stderr
+    assert f"member 2 ({ensemble_runs['five_classes']['model_dir']}" in lines[0]
+    assert "it scores 5 classes, member 1 6" in lines[0]
+    # The refused ensemble wrote nothing: the accepted one is version 1.
+    assert layout.existing_versions(ensemble_export["export_dir"]) == [1]
+    assert "ensemble of 2" in ensemble_export["process"].stdout
+
+
+@pytest.mark.slow
+def test_ensemble_export_serves_the_mean_of_its_members(serving_run, ensemble_runs,
+                                                        ensemble_export, tmp_path):
+    images = serving_run["images"]
+    reference_images, first = reference_probabilities(serving_run, images)
+    _, second = reference_probabilities(ensemble_runs["second"], images)
+    assert np.abs(first - second).max() > 1e-2  # Members that differ, or the mean proves little.
+    results = _serve_in_fresh_process(ensemble_export["version_dir"], serving_run,
+                                      reference_images, tmp_path)
+    _check_outputs(results, (first + second) / 2)
+    members = layout.load_members(ensemble_export["version_dir"])
+    assert [os.path.dirname(os.path.dirname(member["source"])) for member in members] == [
+            os.path.abspath(serving_run["model_dir"]),
+            os.path.abspath(ensemble_runs["second"]["model_dir"])]
+    assert all(member["source"].endswith("ckpt-1") for member in members)
+
+
+@pytest.mark.slow
+def test_ensemble_saved_model_loads_alone_not_into_one_run(serving_run, ensemble_runs,
+                                                           ensemble_export):
+    loaded = model_source.load(saved_model=ensemble_export["export_dir"])
+    assert loaded.description.endswith("(ensemble of 2)")
+    assert loaded.num_classes == len(serving_run["labels"])
+    reference_images, first = reference_probabilities(serving_run, serving_run["images"])
+    _, second = reference_probabilities(ensemble_runs["second"], serving_run["images"])
+    np.testing.assert_allclose(loaded.probabilities(reference_images), (first + second) / 2,
+                               atol=1e-5)
+    with pytest.raises(errors.InvalidInputError, match="ensemble of 2 models"):
+        model_source.load(saved_model=ensemble_export["export_dir"],
+                          model_dir=serving_run["model_dir"])
+
+
+def test_module_of_several_models_averages_their_softmax(serving_run, ensemble_runs):
+    module = serving.ServingModule([serving_run["model"], ensemble_runs["second"]["model"]],
+                                   serving_run["settings"], labels=serving_run["labels"])
+    reference_images, first = reference_probabilities(serving_run, serving_run["images"])
+    _, second = reference_probabilities(ensemble_runs["second"], serving_run["images"])
+    outputs = module.serve_images(tf.constant(reference_images))
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), (first + second) / 2,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="model 2 scores 5 classes, model 1 6"):
+        serving.ServingModule([serving_run["model"], ensemble_runs["five_classes"]["model"]],
+                              serving_run["settings"])

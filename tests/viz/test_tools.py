@@ -140,3 +140,22 @@ def test_saved_model_alone_keeps_the_class_names(viz_run, tmp_path):
     summary = viz_tools.run_predictions(alone, records, str(tmp_path / "p.png"),
                                         true_labels=["blue", "red"])
     assert summary["true"] == [2, 0]
+
+
+def test_receptive_field_tables_of_every_architecture_and_of_a_run(viz_run):
+    tables = viz_tools.receptive_field_tables().split("\n\n")
+    titles = [table.splitlines()[0] for table in tables]
+    assert titles == ["alexnet, variant=paper, input 224x224",
+                      "alexnet, variant=one_tower, input 224x224",
+                      "alexnet, variant=paper, input 227x227", "zfnet, input 224x224"]
+    conv2 = {title: next(line.split() for line in table.splitlines()
+                         if line.startswith("conv2 "))
+             for title, table in zip(titles, tables)}
+    # size, jump, start of conv2 (tests/nn/test_receptive_fields.py derives them).
+    assert conv2[titles[2]][3:6] == ["51", "8", "-16"]
+    assert conv2[titles[3]][3:6] == ["27", "8", "-1"]
+    # The run's net: 67 = 3 mod 4, so no padding; conv1 (67 - 11) / 4 + 1 = 15 wide.
+    table = viz_tools.receptive_field_tables(viz_run["loaded"])
+    assert "input 67x67" in table.splitlines()[0]
+    assert ["conv1", "15x15", "11/4", "11", "4", "0", "5"] in [
+        line.split() for line in table.splitlines()]

@@ -22,6 +22,7 @@ with pytest.raises(app.UsageError, match="kernels, predictions"):
 flags.FLAGS.output = tmp + "/out.jpg"
 with pytest.raises(app.UsageError, match="png"):
     visualize.main(["visualize", "kernels"])
+visualize.main(["visualize", "receptive_fields"])  # A table on stdout: no PNG needed.
 flags.FLAGS.output = output
 flags.FLAGS.images = []
 with pytest.raises(app.UsageError, match="needs images"):
@@ -45,4 +46,7 @@ def test_command_line(viz_run, check_png, tmp_path):
          str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "COMMAND LINE OK" in result.stdout
+    # The run's net (67x67 input): pool1 is 7x7, its field 19 wide, jump 8, start 0.
+    assert ["pool1", "7x7", "3/2", "19", "8", "0", "9"] in [
+        line.split() for line in result.stdout.splitlines()]
     check_png(output)
