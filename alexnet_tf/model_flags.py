@@ -17,6 +17,7 @@ error.
 from absl import app
 from absl import flags
 
+from alexnet_tf import errors
 from alexnet_tf.data import preprocessing
 
 MODEL_DIR = flags.DEFINE_string("model_dir", None, "Training run directory (config.json, "
@@ -52,12 +53,14 @@ def load(command: str, *, saved_model_allowed: bool = True):
       saved_model_allowed: whether --saved_model is a source for this command.
 
     Raises:
-      app.UsageError: no model, several, or flags that do not go together.
+      app.UsageError: no model, or flags that do not go together.
+      errors.InvalidInputError: several models.
     """
     for flag in (MODEL_DIR, SAVED_MODEL):
         if len(_list(flag)) > 1:
-            raise app.UsageError(f"{command} takes one model; --{flag.name} lists "
-                                 f"{len(_list(flag))} (evaluate and export take ensembles)")
+            raise errors.InvalidInputError(
+                    f"{command} takes one model; --{flag.name} lists {len(_list(flag))} "
+                    "(evaluate and export take ensembles)")
     if SAVED_MODEL.value and not saved_model_allowed:
         raise app.UsageError(f"{command} reads a training run: give --model_dir, not "
                              "--saved_model")
@@ -82,22 +85,25 @@ def load_members(command: str, *, saved_model_allowed: bool = True) -> list:
       saved_model_allowed: whether --saved_model is a source for this command.
 
     Raises:
-      app.UsageError: no model, or flags that do not go together.
-      errors.InvalidInputError: members that cannot be averaged (the message says which).
+      app.UsageError: no model, or flags that do not go together (one model).
+      errors.InvalidInputError: flags that do not go together for an ensemble, or members
+        that cannot be averaged (the message says which).
     """
-    model_dirs, saved_models, checkpoints = _list(MODEL_DIR), _list(SAVED_MODEL), _list(CHECKPOINT)
+    model_dirs, saved_models = _list(MODEL_DIR), _list(SAVED_MODEL)
+    checkpoints = _list(CHECKPOINT)
     if len(model_dirs) <= 1 and len(saved_models) <= 1:
         return [load(command, saved_model_allowed=saved_model_allowed)]
     if saved_models and not saved_model_allowed:
-        raise app.UsageError(f"{command} reads training runs: give --model_dir, not "
-                             "--saved_model")
+        raise errors.InvalidInputError(f"{command} reads training runs: give --model_dir, "
+                                       "not --saved_model")
     if model_dirs and saved_models:
-        raise app.UsageError("an ensemble is several runs (--model_dir=A,B) or several exports "
-                             "(--saved_model=E,F), not both")
+        raise errors.InvalidInputError("an ensemble is several runs (--model_dir=A,B) or "
+                                       "several exports (--saved_model=E,F), not both")
     if checkpoints and len(checkpoints) != len(model_dirs):
-        raise app.UsageError(f"--checkpoint lists {len(checkpoints)} checkpoints for "
-                             f"{len(model_dirs) or len(saved_models)} models: give one per "
-                             "--model_dir, or none for each run's latest")
+        raise errors.InvalidInputError(
+                f"--checkpoint lists {len(checkpoints)} checkpoints for "
+                f"{len(model_dirs) or len(saved_models)} models: give one per --model_dir, or "
+                "none for each run's latest")
     from alexnet_tf import ensemble
     from alexnet_tf import model_source
     overrides = dict(stats_path=STATS_PATH.value, mean_mode=MEAN_MODE.value)
