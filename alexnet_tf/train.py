@@ -24,11 +24,6 @@ from absl import logging  # noqa: E402
 from alexnet_tf import errors  # noqa: E402
 from alexnet_tf import train_flags  # noqa: E402
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Directory of the run: config.json, "
-                                 "checkpoints/, logs/ (TensorBoard), labels.json.",
-                                 required=True)
-
-
 def config_from_flags(values=flags.FLAGS):
     """The validated TrainConfig of the parsed command line."""
     return train_flags.config_from_flags(values)
@@ -53,7 +48,7 @@ def main(argv):
             logging.info("Demo images in %s converted into %s", config.demo_dir,
                          config.data_dir)
     try:
-        results = loop.train_and_evaluate(config, _MODEL_DIR.value)
+        results = loop.train_and_evaluate(config, flags.FLAGS.model_dir)
     except loop.NonFiniteLossError as error:
         logging.error("%s", error)
         return 1
@@ -64,17 +59,18 @@ def main(argv):
         return 1
     if results["preempted"]:
         print(f"Stopped by SIGTERM at step {results['step']}; checkpoint saved in "
-              f"{_MODEL_DIR.value}. Rerun the same command to continue.")
+              f"{flags.FLAGS.model_dir}. Rerun the same command to continue.")
         return 143
     print(f"step {results['step']}: validation top-1 error {results['top1_error']:.4f} "
           f"(accuracy {1 - results['top1_error']:.2%}), top-5 error "
           f"{results['top5_error']:.4f} on {results['num_examples']} images")
-    print(f"model_dir: {_MODEL_DIR.value}  (export: python -m alexnet_tf.export "
-          f"--model_dir={_MODEL_DIR.value} --export_dir=...)")
+    print(f"model_dir: {flags.FLAGS.model_dir}  (export: python -m alexnet_tf.export "
+          f"--model_dir={flags.FLAGS.model_dir} --export_dir=...)")
     return 0
 
 
 train_flags.define_flags(flags.FLAGS)
+flags.mark_flag_as_required("model_dir")
 
 if __name__ == "__main__":
     app.run(lambda argv: sys.exit(main(argv)))

@@ -13,8 +13,14 @@ from absl import flags
 from alexnet_tf.training import config as config_lib
 
 
+MODEL_DIR_HELP = ("Directory of the run: config.json, checkpoints/, logs/ (TensorBoard), "
+                  "labels.json.")
+
+
 def define_flags(flag_values: flags.FlagValues) -> None:
-    """One absl flag per TrainConfig field, with the field's default, help and choices."""
+    """train's flags: --model_dir and one absl flag per TrainConfig field, with the
+    field's default, help and choices."""
+    flags.DEFINE_string("model_dir", None, MODEL_DIR_HELP, flag_values=flag_values)
     for field in dataclasses.fields(config_lib.TrainConfig):
         help_text = field.metadata["help"]
         choices = field.metadata.get("choices")
@@ -53,6 +59,5 @@ def parse_flagfile(path: str, *extra_flags: str) -> config_lib.TrainConfig:
     """The TrainConfig of `--flagfile=path` followed by `extra_flags`, as train reads it."""
     flag_values = flags.FlagValues()
     define_flags(flag_values)
-    flags.DEFINE_string("model_dir", None, "The run directory.", flag_values=flag_values)
     flag_values(["train", f"--flagfile={path}", *extra_flags])
     return config_from_flags(flag_values)

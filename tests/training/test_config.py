@@ -9,24 +9,32 @@ from absl import flags
 import pytest
 
 from alexnet_tf import run_dir
-from alexnet_tf import train
+from alexnet_tf import train_flags
 from alexnet_tf.training import config as config_lib
 
 
 @pytest.fixture
-def parse_flags():
-    """Parses argv into the global FLAGS (defined by alexnet_tf.train) and resets after."""
+def train_flag_values():
+    """The train command's flags, defined on their own FlagValues (as train defines them
+    on the global one), so this test runs beside the other commands' flags."""
+    flag_values = flags.FlagValues()
+    train_flags.define_flags(flag_values)
+    return flag_values
+
+
+@pytest.fixture
+def parse_flags(train_flag_values):
+    """Parses argv as train does and returns the TrainConfig."""
     def parse(*args):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["train", *args])
-        return train.config_from_flags()
-    yield parse
-    flags.FLAGS.unparse_flags()
+        train_flag_values.unparse_flags()
+        train_flag_values(["train", *args])
+        return train_flags.config_from_flags(train_flag_values)
+    return parse
 
 
-def test_every_field_is_a_flag_with_help():
+def test_every_field_is_a_flag_with_help(train_flag_values):
     for field in dataclasses.fields(config_lib.TrainConfig):
-        flag = flags.FLAGS[field.name]
+        flag = train_flag_values[field.name]
         assert flag.help.endswith(field.metadata["help"])
         assert field.metadata["help"]
 
