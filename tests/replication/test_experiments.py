@@ -11,8 +11,6 @@ import pytest
 
 from alexnet_tf import errors
 from alexnet_tf import run_dir
-from alexnet_tf.data.imagenet import convert as imagenet_convert
-from alexnet_tf.data.imagenet import demo as demo_data
 from alexnet_tf.replication import ablations
 from alexnet_tf.replication import figure1
 from alexnet_tf.replication import runs
@@ -24,17 +22,9 @@ TINY_ABLATIONS = ["--steps=2", "--batch_size=4", "--width_multiplier=0.05",
                   "--input_size=64"]
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    """3 classes x 8 training / 2 validation images, converted by the real converter."""
-    root = tmp_path_factory.mktemp("experiments")
-    images, _ = demo_data.make_demo_data(str(root / "images"), num_classes=3,
-                                         num_train_per_class=8, num_val_per_class=2, seed=1)
-    output = str(root / "records")
-    imagenet_convert.convert(imagenet_convert.ConvertOptions(
-            imagenet_dir=images, output_dir=output, train_shards=2, validation_shards=1,
-            resize=72, num_workers=1, show_progress=False))
-    return output
+@pytest.fixture
+def records(tiny_records):
+    return tiny_records
 
 
 def _command(cwd, *args):
