@@ -10,7 +10,7 @@ AlexNet's ablation switches, each a builder argument whose default is the paper'
 `activation` (relu | tanh, section 3.1), `pooling` (overlapping 3x3 stride 2 | non-
 overlapping 2x2 stride 2, section 3.4), `use_lrn` (section 3.3), `variant="half_one_tower"`
 (the one-GPU net of section 3.2), `sixth_conv` (section 6) and `dropout_rate` (section
-4.2). `cnn4` is the four-layer net of the paper's Figure 1.
+4.2). `cnn4` (nn/cnn4.py) is the four-layer net of the paper's Figure 1.
 
 `build_model(name=..., **kwargs)` is the entry used with a model spec (see run_dir.py).
 """
@@ -92,6 +92,15 @@ def _pool_size(size: int, pool_padding: str = "valid", pooling: str = "overlappi
     return math.ceil(size / stride) if pool_padding == "same" else (size - window) // stride + 1
 
 
+def _pool5_size(conv1_size: int, pooling: str) -> int:
+    """pool5's side from conv1's: pool1, pool2 and pool5 each shrink it (the convolutions
+    between them keep the size)."""
+    size = conv1_size
+    for _ in range(3):
+        size = _pool_size(size, pooling=pooling)
+    return size
+
+
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, received {value!r}")
@@ -138,8 +147,7 @@ def _paper_conv1_padding(input_size: int, pooling: str = "overlapping"):
         raise ValueError(f"alexnet: conv1 (11x11 stride 4) cannot tile input_size={input_size} "
                          f"exactly; {rule}")
     conv1 = (input_size + (3 if padding else 0) - 11) // 4 + 1
-    pool = lambda size: _pool_size(size, pooling=pooling)  # noqa: E731
-    _check_min_size("alexnet", input_size, pool(pool(pool(conv1))), rule)
+    _check_min_size("alexnet", input_size, _pool5_size(conv1, pooling), rule)
     return padding
 
 
@@ -237,8 +245,7 @@ def _one_tower_features(x, widths, input_size, init, activation="relu",
     """torchvision's single-tower conv1..pool5 (no LRN). 224 -> (batch, 6, 6, 256)."""
     # torchvision pads conv1 by 2 on every side: (224 + 4 - 11) // 4 + 1 = 55.
     conv1 = (input_size + 4 - 11) // 4 + 1
-    pool = lambda size: _pool_size(size, pooling=pooling)  # noqa: E731
-    _check_min_size("alexnet(one_tower)", input_size, pool(pool(pool(conv1))),
+    _check_min_size("alexnet(one_tower)", input_size, _pool5_size(conv1, pooling),
                     "use input_size >= 63")
     act = dict(activation=activation)
     x = keras.layers.ZeroPadding2D(2, name="conv1_pad")(x)

@@ -45,7 +45,8 @@ DATA_SOURCES = ("records", "tfds")
 EVAL_SPLITS = (schema.VALIDATION, schema.TRAIN)
 # The model options only some networks have: {option: the networks that have it}.
 MODEL_OPTIONS = {"activation": ("alexnet", "cnn4"), "pooling": ("alexnet",),
-                 "sixth_conv": ("alexnet",)}
+                 "sixth_conv": ("alexnet",), "dropout_rate": ("alexnet", "zfnet"),
+                 "use_lrn": ("alexnet", "zfnet")}
 AUGMENT_ON = ("host", "device")
 
 # Settings a resumed run may change: where things are and how the run is executed,

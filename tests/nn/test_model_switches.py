@@ -163,6 +163,8 @@ def test_run_config_records_a_switch_only_when_set_and_rebuilds_it():
         (dict(model="zfnet", pooling="non_overlapping"), "pooling is an option of alexnet"),
         (dict(model="zfnet", sixth_conv=True), "sixth_conv is an option of alexnet"),
         (dict(model="zfnet", activation="tanh"), "activation is an option of alexnet and cnn4"),
+        (dict(model="cnn4", dropout_rate=0.2), "dropout_rate is an option of alexnet and zfnet"),
+        (dict(model="cnn4", use_lrn=False), "use_lrn is an option of alexnet and zfnet"),
         (dict(activation="sigmoid"), "activation must be one of"),
         (dict(pca_std=-0.1), "pca_std must be >= 0"),
         (dict(eval_split="test"), "eval_split must be one of"),
