@@ -131,7 +131,8 @@ _DRAWS_PER_IMAGE = 8
 
 
 def train_draws(seed: tf.Tensor, num_images, *, crop_size: int = CROP_SIZE,
-                resize_size: int = RESIZE_SIZE, flip: bool = True, pca_std: float = PCA_STD) -> dict:
+                resize_size: int = RESIZE_SIZE, flip: bool = True,
+                pca_std: float = PCA_STD) -> dict:
     """The random choices of training augmentation for `num_images` consecutive seeds.
 
     Image i of the result is drawn with the seed (seed[0], seed[1] + i), and what an
