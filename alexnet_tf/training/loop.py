@@ -168,6 +168,8 @@ def _build(config, model_dir: str, strategy, datasets: Datasets, task) -> _State
         optimizer = optimizer_lib.make_optimizer(
                 config.optimizer, learning_rate=config.learning_rate,
                 momentum=config.momentum, weight_decay=config.weight_decay,
+                learning_rate_multipliers=optimizer_lib.layer_multipliers(
+                        model, config.learning_rate_multipliers()),
                 loss_scaling=config.precision == "mixed_float16")
     # Plain (not mirrored) counters: read on the host every step.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")

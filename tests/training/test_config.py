@@ -116,12 +116,24 @@ def test_shipped_flagfiles_parse_and_open_with_a_command(parse_flags, repo_root,
         (dict(widths=(8, 12, 16)), "widths must be 7 integers"),
         (dict(widths=(8, 12, 16, 12, 8, 16, 16), width_multiplier=0.5), "width_multiplier 1"),
         (dict(model="zfnet", lrn_across_towers=True), "lrn_across_towers needs"),
+        (dict(lr_multipliers=("fc8",)), "layer=factor"),
+        (dict(lr_multipliers=("fc8=x",)), "layer=factor"),
+        (dict(lr_multipliers=("fc8=-1",)), "factors >= 0"),
+        (dict(lr_multipliers=("fc8=10", "fc8=1")), "distinct"),
+        (dict(lr_multipliers=("fc8=10",), optimizer="adam"), "need --optimizer=paper_sgd"),
 ])
 def test_bad_settings_name_the_setting(kwargs, message):
     values = dict(data_dir="/d")
     values.update(kwargs)
     with pytest.raises(ValueError, match=message):
         config_lib.TrainConfig(**values)
+
+
+def test_lr_multipliers_parse_per_layer(parse_flags):
+    config = parse_flags("--data_dir=/d", "--lr_multipliers=fc6=0.1, fc7=0.1,fc8=10")
+    assert config.lr_multipliers == ("fc6=0.1", "fc7=0.1", "fc8=10")
+    assert config.learning_rate_multipliers() == {"fc6": 0.1, "fc7": 0.1, "fc8": 10.0}
+    assert config_lib.TrainConfig(data_dir="/d").learning_rate_multipliers() == {}
 
 
 def test_save_round_trip_with_model_spec(tmp_path):

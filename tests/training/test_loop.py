@@ -208,6 +208,12 @@ def test_unknown_trainable_layer_is_an_error(tmp_path):
                                    datasets=tiny_datasets())
 
 
+def test_unknown_lr_multiplier_layer_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"lr_multipliers: \['fc9'\]"):
+        loop.train_and_evaluate(tiny_config(lr_multipliers=("fc8=10", "fc9=2")),
+                                str(tmp_path), datasets=tiny_datasets())
+
+
 @pytest.mark.parametrize("precision, jit_compile", [("mixed_float16", False), ("fp32", True)])
 def test_precision_and_jit(tmp_path, precision, jit_compile):
     import keras
