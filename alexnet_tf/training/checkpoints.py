@@ -197,6 +197,26 @@ def resolve_init_checkpoint(path: str) -> tuple:
     return prefix, run_dir.read_config(source_dir)["model"]
 
 
+def check_same_layers(source_spec: dict, spec: dict, init_checkpoint: str) -> None:
+    """Raises ValueError when the new model's conv1..fc7 cannot take the source's weights.
+
+    Another variant or other widths share no layer shape with the source: nothing would
+    be copied, and the run would silently start from scratch. The message gives the flags
+    to pass (an import's model_flags.cfg holds them).
+    """
+    source, new = models.layer_settings(source_spec), models.layer_settings(spec)
+    if source == new:
+        return
+    wanted = " ".join(f"--{key}={','.join(map(str, value))}" if isinstance(value, list)
+                      else f"--{key if value else 'no' + key}" if isinstance(value, bool)
+                      else f"--{key}={value}"
+                      for key, value in source.items() if new.get(key) != value)
+    raise ValueError(f"--init_checkpoint={init_checkpoint} holds {source}, this run builds "
+                     f"{new}: no layer below fc8 could be copied. Pass {wanted} (for an "
+                     f"imported model: --flagfile="
+                     f"{os.path.join(init_checkpoint, run_dir.MODEL_FLAGS_FILE)})")
+
+
 def check_same_lrn(source_spec: dict, spec: dict, init_checkpoint: str) -> None:
     """Raises ValueError when the new model's LRN would compute otherwise than the source's.
 

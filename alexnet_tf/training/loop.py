@@ -127,6 +127,7 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool,
     if config.init_checkpoint and resume_from is None:
         # Before anything is written: the weights to start from must run in the same net.
         _, source_spec = checkpoints.resolve_init_checkpoint(config.init_checkpoint)
+        checkpoints.check_same_layers(source_spec, config.model_spec(), config.init_checkpoint)
         checkpoints.check_same_lrn(source_spec, config.model_spec(), config.init_checkpoint)
     if chief:
         if saved is not None:
