@@ -201,6 +201,10 @@ class TrainConfig:
     # Transfer learning.
     init_checkpoint: str = _field("", "A model_dir or checkpoint prefix to initialise from "
                                   "(layers whose shapes match).")
+    new_layers: Tuple[str, ...] = _field((), "With --init_checkpoint: layers initialised "
+                                         "afresh instead of copied (e.g. fc8: a new "
+                                         "classifier, even for as many classes as the "
+                                         "source's).")
     trainable_layers: Tuple[str, ...] = _field((), "Train only these layers (e.g. fc8); "
                                                "empty = all.")
     lr_multipliers: Tuple[str, ...] = _field((), "Per-layer learning-rate multipliers, "
@@ -233,6 +237,9 @@ class TrainConfig:
                      "diagnostics_every_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.new_layers and not self.init_checkpoint:
+            raise ValueError(f"new_layers={list(self.new_layers)!r} needs --init_checkpoint "
+                             "(without it every layer is new)")
         multipliers = self.learning_rate_multipliers()
         if multipliers and self.optimizer != "paper_sgd":
             raise ValueError(f"lr_multipliers need --optimizer=paper_sgd, got "

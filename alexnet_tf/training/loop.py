@@ -209,7 +209,8 @@ def _restore(state: _State, config, strategy, latest: Optional[str]) -> None:
     """Restores checkpoint `latest`; a new run (None) may start from --init_checkpoint."""
     # Every worker restores the chief's checkpoint (model_dir must be shared).
     if latest is None and config.init_checkpoint:
-        checkpoints.initialize_from(state.model, config.init_checkpoint, run_dir.build_model)
+        checkpoints.initialize_from(state.model, config.init_checkpoint, run_dir.build_model,
+                                    new_layers=config.new_layers)
     checkpoints.freeze_all_but(state.model, config.trainable_layers)
     with strategy.scope():
         state.optimizer.build(state.model.trainable_variables)

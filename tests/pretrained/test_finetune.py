@@ -1,6 +1,6 @@
 """Fine-tuning imported weights on a user's folders through the real commands, each in a
 fresh process: import_weights -> convert_imagenet -> train with flags/finetune.cfg ->
-export -> predict answers with the folders' names. And the guard against an
+export -> predict (and visualize) answer with the folders' names. And the guard against an
 --init_checkpoint whose layers the new net cannot take."""
 
 import os
@@ -11,11 +11,14 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from alexnet_tf import model_source
 from alexnet_tf import run_dir
 from alexnet_tf import train_flags
 from alexnet_tf.pretrained import importer
 from alexnet_tf.training import checkpoints
 from alexnet_tf.training import config as config_lib
+from alexnet_tf.viz import inputs as viz_inputs
+from alexnet_tf.viz import tools as viz_tools
 
 SUBPROCESS_TIMEOUT = 300
 # Spaces, unicode, a plain name: what labels.json, the export and predict must show.
@@ -77,11 +80,19 @@ def test_finetune_from_an_import_to_a_served_model_with_the_users_names(
     assert shown == sorted(CLASSES)
     labels = run_dir.read_labels(model_dir)
     assert [entry["name"] for entry in labels] == sorted(CLASSES)
+    # visualize names them too, and takes a true class by its name.
+    loaded = model_source.load(saved_model=export_dir)
+    assert viz_inputs.class_names(loaded.labels, len(CLASSES)) == sorted(CLASSES)
+    shown = viz_tools.run_predictions(loaded, viz_inputs.read_images([image]),
+                                      str(tmp_path / "predictions.png"),
+                                      true_labels=[CLASSES[1]])
+    assert shown["true"] == [sorted(CLASSES).index(CLASSES[1])]
 
     # The run: the imported net with a new fc8, the recipe saved with it.
     config = run_dir.read_config(model_dir)
     assert config["model"]["variant"] == "one_tower"
     assert config["model"]["widths"] == list(torchvision_fixture["widths"])
+    assert config["new_layers"] == ["fc8"]
     assert config["trainable_layers"] == ["fc6", "fc7", "fc8"]
     assert config["lr_multipliers"] == ["fc6=0.1", "fc7=0.1"]
     assert config["optimizer"] == "paper_sgd"
@@ -111,7 +122,9 @@ def test_init_checkpoint_of_another_net_names_the_flags_to_pass(torchvision_fixt
         checkpoints.check_same_layers(source_spec, plain.model_spec(), imported)
     with_flags = train_flags.parse_flagfile(
             os.path.join(imported, run_dir.MODEL_FLAGS_FILE), "--data_dir=/d",
-            "--num_classes=3", f"--flagfile={repo_root}/flags/finetune.cfg")
+            "--num_classes=3", f"--flagfile={repo_root}/flags/finetune.cfg",
+            f"--init_checkpoint={imported}")
     checkpoints.check_same_layers(source_spec, with_flags.model_spec(), imported)
     assert with_flags.trainable_layers == ("fc6", "fc7", "fc8")
+    assert with_flags.new_layers == ("fc8",) and with_flags.optimizer == "paper_sgd"
     assert with_flags.learning_rate_multipliers() == {"fc6": 0.1, "fc7": 0.1}

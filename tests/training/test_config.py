@@ -103,6 +103,21 @@ def test_shipped_flagfiles_parse_and_open_with_a_command(parse_flags, repo_root,
     assert config.model in ("alexnet", "zfnet")
 
 
+def test_finetune_flagfile_gives_its_commands_and_the_recipe(parse_flags, repo_root):
+    path = os.path.join(repo_root, "flags", "finetune.cfg")
+    with open(path) as f:
+        header = f.read()
+    for command in ("python3 tools/convert_imagenet.py", "python3 -m alexnet_tf.train "
+                    "--flagfile=runs/imagenet/model_flags.cfg", "--flagfile=flags/finetune.cfg",
+                    "python3 -m alexnet_tf.export", "python3 -m alexnet_tf.import_weights"):
+        assert command in header, command
+    config = parse_flags(f"--flagfile={path}", "--data_dir=/d", "--init_checkpoint=/i")
+    assert config.new_layers == ("fc8",) and config.trainable_layers == ("fc6", "fc7", "fc8")
+    assert config.learning_rate_multipliers() == {"fc6": 0.1, "fc7": 0.1}
+    assert (config.optimizer, config.learning_rate, config.momentum, config.weight_decay) == (
+            "paper_sgd", 0.01, 0.9, 0.0005)
+
+
 @pytest.mark.parametrize("kwargs, message", [
         (dict(batch_size=0), "batch_size"),
         (dict(precision="fp8"), "precision"),
