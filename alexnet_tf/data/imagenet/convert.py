@@ -41,7 +41,8 @@ from alexnet_tf.data.imagenet import folder_layout
 from alexnet_tf.data.imagenet import manifest as imagenet_manifest
 from alexnet_tf.data.imagenet import recode
 
-SPLIT_DIRS = {schema.TRAIN: folder_layout.TRAIN_DIR, schema.VALIDATION: folder_layout.VALIDATION_DIR}
+SPLIT_DIRS = {schema.TRAIN: folder_layout.TRAIN_DIR,
+              schema.VALIDATION: folder_layout.VALIDATION_DIR}
 # Default shard counts (default_num_shards): ImageNet's 1024 and 128, fewer for less data.
 MAX_SHARDS = {schema.TRAIN: 1024, schema.VALIDATION: 128}
 IMAGES_PER_SHARD = {schema.TRAIN: 1250, schema.VALIDATION: 390}
@@ -75,18 +76,21 @@ class ConvertOptions:
     def __post_init__(self):
         bad_splits = set(self.splits) - set(schema.SPLITS)
         if not self.splits or bad_splits:
-            raise errors.InvalidInputError(f"--splits must be a non-empty subset of "
-                                           f"{schema.SPLITS}, got {self.splits!r}")
+            raise errors.InvalidInputError(
+                    f"--splits must be a non-empty subset of "
+                    f"{schema.SPLITS}, got {self.splits!r}")
         for name in ("train_shards", "validation_shards", "num_workers"):
             value = getattr(self, name)
             if value is not None and not 1 <= value <= 99_999:
                 raise errors.InvalidInputError(f"--{name} must be in 1..99999, got {value}")
         if self.val_layout not in ("auto", "by_class", "flat"):
-            raise errors.InvalidInputError(f"--val_layout must be auto, by_class or flat, got "
-                                           f"{self.val_layout!r}")
+            raise errors.InvalidInputError(
+                    f"--val_layout must be auto, by_class or flat, got "
+                    f"{self.val_layout!r}")
         if self.resize < 0 or not 1 <= self.quality <= 100:
-            raise errors.InvalidInputError(f"need --resize >= 0 and --quality in 1..100, got "
-                                           f"{self.resize}, {self.quality}")
+            raise errors.InvalidInputError(
+                    f"need --resize >= 0 and --quality in 1..100, got "
+                    f"{self.resize}, {self.quality}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise errors.InvalidInputError(
                     f"--validation_fraction must be in [0, 1) (the share of each class held "
@@ -135,10 +139,11 @@ def _split_files(options: ConvertOptions, split: str):
     """Returns (files, rejected, source_description) for one split of the splits layout."""
     split_dir = os.path.join(options.imagenet_dir, SPLIT_DIRS[split])
     if not os.path.isdir(split_dir):
+        hold_out = (", or hold out part of train/ with --validation_fraction"
+                    if split == schema.VALIDATION else "")
         raise errors.MissingInputError(
             f"no {split} directory {split_dir!r}: expected --imagenet_dir to hold "
-            f"{SPLIT_DIRS[split]}/ (or choose the splits to convert with --splits"
-            f"{', or hold out part of train/ with --validation_fraction' if split == schema.VALIDATION else ''})")
+            f"{SPLIT_DIRS[split]}/ (or choose the splits to convert with --splits{hold_out})")
     layout = "by_class" if split == schema.TRAIN else options.val_layout
     if layout == "auto":
         layout = imagenet_files.detect_val_layout(split_dir)
@@ -235,9 +240,10 @@ def _class_list(options: ConvertOptions, files_by_split: dict) -> List[str]:
         synsets = sorted({item.synset for item in files_by_split[schema.VALIDATION]})
     synsets = sorted(synsets)  # Labels are positions in sorted order (see schema.py).
     if existing is not None and existing != synsets:
-        raise errors.InvalidInputError(f"{existing_path} holds a different class list ({len(existing)} "
-                         f"classes) than this conversion ({len(synsets)}): use another "
-                         "--output_dir or pass the same classes")
+        raise errors.InvalidInputError(
+                f"{existing_path} holds a different class list ({len(existing)} "
+                f"classes) than this conversion ({len(synsets)}): use another "
+                "--output_dir or pass the same classes")
     if not synsets:
         raise errors.InvalidInputError(f"no images found under {options.imagenet_dir!r}")
     return synsets
@@ -405,8 +411,9 @@ def convert(options: ConvertOptions) -> ConvertResult:
         holds shards of another conversion.
     """
     if not os.path.isdir(options.imagenet_dir):
-        raise errors.MissingInputError(f"--imagenet_dir {options.imagenet_dir!r} is not a "
-                                       "directory")
+        raise errors.MissingInputError(
+                f"--imagenet_dir {options.imagenet_dir!r} is not a "
+                "directory")
     files, rejected, sources = _find_files(options)
     synsets = _class_list(options, files)
     os.makedirs(options.output_dir, exist_ok=True)

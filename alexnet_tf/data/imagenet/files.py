@@ -220,13 +220,15 @@ def find_class_dir_files(split_dir: str, root: str) -> Tuple[List[ImageFile], Li
     if not files and not any(kinds[entry.path][0] == DIRECTORY for entry in entries):
         hint = (" (extract the per-class .tar files first)"
                 if any(entry.name.endswith(".tar") for entry in entries) else "")
-        raise errors.InvalidInputError(f"{split_dir!r} holds no class folders: expected "
-                         f"{split_dir}/<class name>/<image files>, e.g. <wnid>/*.JPEG with "
-                         f"wnid like n01440764 for ImageNet{hint}")
+        raise errors.InvalidInputError(
+                f"{split_dir!r} holds no class folders: expected "
+                f"{split_dir}/<class name>/<image files>, e.g. <wnid>/*.JPEG with "
+                f"wnid like n01440764 for ImageNet{hint}")
     if empty:
-        raise errors.InvalidInputError(f"class folder {os.path.join(root, empty[0])!r} holds no image files"
-                         f"{f' (nor do {len(empty) - 1} others)' if len(empty) > 1 else ''}: "
-                         "remove it, or add images of that class")
+        raise errors.InvalidInputError(
+                f"class folder {os.path.join(root, empty[0])!r} holds no image files"
+                f"{f' (nor do {len(empty) - 1} others)' if len(empty) > 1 else ''}: "
+                "remove it, or add images of that class")
     return files, rejected
 
 
@@ -244,8 +246,9 @@ def detect_val_layout(val_dir: str) -> str:
         return "flat"
     if kinds:
         return "by_class"
-    raise errors.InvalidInputError(f"validation directory {val_dir!r} is empty: expected "
-                     f"{val_dir}/<wnid>/*.JPEG or {val_dir}/ILSVRC2012_val_00000001.JPEG ...")
+    raise errors.InvalidInputError(
+            f"validation directory {val_dir!r} is empty: expected "
+            f"{val_dir}/<wnid>/*.JPEG or {val_dir}/ILSVRC2012_val_00000001.JPEG ...")
 
 
 def read_devkit_map(path: str) -> Dict[int, str]:
@@ -274,8 +277,9 @@ def read_devkit_map(path: str) -> Dict[int, str]:
             if wnids and numbers:
                 mapping[int(numbers[0])] = wnids[0]
     if not mapping:
-        raise errors.InvalidInputError(f"{path!r} holds no '<wnid> <id>' pairs (expected lines like "
-                         "'n02119789 1 kit_fox')")
+        raise errors.InvalidInputError(
+                f"{path!r} holds no '<wnid> <id>' pairs (expected lines like "
+                "'n02119789 1 kit_fox')")
     return mapping
 
 
@@ -303,15 +307,18 @@ def read_ground_truth(path: str, devkit_map_path: Optional[str] = None):
         return lines, None
     if lines and all(line.isdigit() for line in lines):
         if not devkit_map_path:
-            raise errors.InvalidInputError(f"{path!r} holds devkit class ids (1..1000); also pass "
-                             "--devkit_map (the devkit's data/meta.mat or a text map)")
+            raise errors.InvalidInputError(
+                    f"{path!r} holds devkit class ids (1..1000); also pass "
+                    "--devkit_map (the devkit's data/meta.mat or a text map)")
         mapping = read_devkit_map(devkit_map_path)
         missing = sorted({int(line) for line in lines} - set(mapping))
         if missing:
-            raise errors.InvalidInputError(f"{devkit_map_path!r} does not map devkit ids {missing[:10]}")
+            raise errors.InvalidInputError(
+                    f"{devkit_map_path!r} does not map devkit ids {missing[:10]}")
         return [mapping[int(line)] for line in lines], None
-    raise errors.InvalidInputError(f"{path!r} is not a ground-truth file this converter knows: expected one "
-                     "synset per line, one devkit id per line, or LOC_val_solution.csv")
+    raise errors.InvalidInputError(
+            f"{path!r} is not a ground-truth file this converter knows: expected one "
+            "synset per line, one devkit id per line, or LOC_val_solution.csv")
 
 
 def label_flat_files(val_dir: str, root: str, by_line, by_name):
@@ -328,8 +335,9 @@ def label_flat_files(val_dir: str, root: str, by_line, by_name):
     numbers = [_TRAILING_NUMBER_RE.search(stem) for stem in stems]
     use_numbers = all(numbers) and len({int(m[1]) for m in numbers}) == len(numbers)
     if by_line is not None and not use_numbers and len(entries) != len(by_line):
-        raise errors.InvalidInputError(f"{val_dir!r} holds {len(entries)} files whose names carry no line "
-                         f"number, but the ground truth has {len(by_line)} lines")
+        raise errors.InvalidInputError(
+                f"{val_dir!r} holds {len(entries)} files whose names carry no line "
+                f"number, but the ground truth has {len(by_line)} lines")
     files, rejected = [], []
     for position, (entry, stem) in enumerate(zip(entries, stems)):
         relpath = os.path.relpath(entry.path, root)
@@ -385,5 +393,6 @@ def read_synset_list(path: str) -> List[str]:
         synsets = [line.split()[0] for line in f if line.strip()]
     bad = [synset for synset in synsets if not is_synset(synset)]
     if bad or len(set(synsets)) != len(synsets):
-        raise errors.InvalidInputError(f"{path!r} must list distinct synset ids, one per line; got {bad[:5]}")
+        raise errors.InvalidInputError(
+                f"{path!r} must list distinct synset ids, one per line; got {bad[:5]}")
     return synsets
