@@ -1,13 +1,16 @@
-"""ILSVRC-2012 image folders -> sharded TFRecords, in parallel, resumable, losing nothing.
+"""ILSVRC-2012 image folders, or any folder per class -> sharded TFRecords, in parallel,
+resumable, losing nothing.
 
-`convert(options)` finds the files (`files.py`), assigns them to shards with a
+`convert(options)` finds the files (`files.py`; without a val/ folder,
+`validation_fraction` holds some out, `folder_layout.py`), assigns them to shards with a
 seeded shuffle (every shard holds a mix of classes), and writes each shard in a worker
 process: read, `recode.recode_image`, `schema.make_example`. Output in
 `options.output_dir`:
 
-  train-00000-of-01024 ...         TFRecords (names and features from alexnet_tf/data/schema.py)
-  validation-00000-of-00128 ...
-  labels.json                      [{"index", "synset", "name"}, ...]
+  train-00000-of-01024 ...         TFRecords (names and features from alexnet_tf/data/schema.py;
+  validation-00000-of-00128 ...    counts `default_num_shards` unless given)
+  labels.json                      [{"index", "synset", "name"}, ...]: the class folders'
+                                   names in sorted order (`class_name`)
   manifest.json                    counts per split and class, shards, label map,
                                    settings, every rejected and every re-coloured file
   shard_info/<shard>.json          per-shard results, so a rerun can skip complete shards
