@@ -362,6 +362,33 @@ def build_model(name: str = "alexnet", **kwargs) -> keras.Model:
     return MODEL_BUILDERS[name](**kwargs)
 
 
+def layer_settings(spec: dict) -> dict:
+    """What decides the shapes of a model spec's conv1..fc7: the net and its widths.
+
+    Two specs whose layer settings differ share no weights below fc8, so `train
+    --init_checkpoint` between them would copy nothing.
+
+    Args:
+      spec: a model spec {"name": ..., **builder kwargs} (see run_dir.py).
+
+    Returns:
+      {"model", "variant" (AlexNet) or "zfnet_wide" (ZFNet), "widths" (7 integers)}.
+    """
+    name = spec.get("name", "alexnet")
+    widths = spec.get("widths")
+    multiplier = spec.get("width_multiplier", 1.0)
+    if name == "alexnet":
+        variant = spec.get("variant", "paper")
+        defaults = PAPER_WIDTHS if variant == "paper" else ONE_TOWER_WIDTHS
+        settings = dict(model=name, variant=variant)
+    else:
+        wide = bool(spec.get("wide", False))
+        defaults = ZFNET_WIDE_WIDTHS if wide else ZFNET_WIDTHS
+        settings = dict(model=name, zfnet_wide=wide)
+    settings["widths"] = list(widths) if widths else _scaled_widths(defaults, multiplier)
+    return settings
+
+
 def lrn_settings(spec: dict) -> dict:
     """What a model spec's LRN computes: settings that change no weight's shape.
 
