@@ -46,7 +46,9 @@ def format_prediction(path: str, outputs: dict) -> str:
     synsets = outputs["synsets"].numpy()[0]
     names = outputs["names"].numpy()[0]
     for rank, (index, score, synset, name) in enumerate(zip(classes, scores, synsets, names)):
-        label = " ".join(part for part in (synset.decode(), name.decode()) if part)
+        # A class of a user's folders has its folder name as both id and name: shown once.
+        label = " ".join(dict.fromkeys(part for part in (synset.decode(), name.decode())
+                                       if part))
         lines.append(f"  {rank + 1}. {score:7.2%}  [{index}] {label}")
     return "\n".join(lines)
 

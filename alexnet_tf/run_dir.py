@@ -6,6 +6,8 @@
     labels.json          the class list [{"index", "synset", "name"}, ...] (data.schema)
     stats.npz            the colour statistics of imported weights (import_weights);
                          config.json's "stats_path" names it relative to model_dir
+    model_flags.cfg      an import's train flags for its net and preprocessing, for
+                         `train --flagfile=<it> --init_checkpoint=model_dir`
     checkpoints/         tf.train.CheckpointManager directory, ckpt-<step>; each
                          checkpoint holds at least `model=`; damaged ones the trainer
                          set aside are corrupt-ckpt-<step>.* (checkpoint_files.py)
@@ -31,6 +33,7 @@ from alexnet_tf.data import stats as stats_lib
 
 CONFIG_FILE = "config.json"
 LABELS_FILE = schema.LABELS_FILE
+MODEL_FLAGS_FILE = "model_flags.cfg"
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "train_history.json"
 CONFIG_HISTORY_FILE = "config_history.json"  # settings changed when the run resumed

@@ -1,9 +1,14 @@
-"""Converts ILSVRC-2012 image folders to sharded TFRecords for training.
+"""Converts ILSVRC-2012, or any folder of images per class, to sharded TFRecords.
 
   python tools/convert_imagenet.py --imagenet_dir=DIR --output_dir=OUT
+  python tools/convert_imagenet.py --imagenet_dir=DIR --output_dir=OUT --validation_fraction=0.1
 
 DIR holds train/<wnid>/*.JPEG and val/ (either val/<wnid>/*.JPEG or the flat
-val/ILSVRC2012_val_00000001.JPEG ... labelled by a ground-truth file). Images are
+val/ILSVRC2012_val_00000001.JPEG ... labelled by a ground-truth file); or any dataset as
+DIR/<class name>/* or DIR/train/<class name>/* with an optional DIR/val/<class name>/*,
+each class named as its folder is. Without a val/ folder, --validation_fraction holds out
+that share of each class by a hash of each file's name, the same files on every run
+(alexnet_tf/data/imagenet/folder_layout.py). Images are
 rescaled so the shorter side is 256 and centre-cropped to 256x256 as in the paper, and
 re-encoded as RGB JPEG. Bad files (corrupt, not images, over --max_pixels, symbolic link
 loops, dangling links, FIFOs and other special files) are listed in OUT/manifest.json
@@ -15,26 +20,32 @@ from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-u
 
 import os  # noqa: E402
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
 from alexnet_tf.data import image_header  # noqa: E402
 from alexnet_tf.data.imagenet import convert as imagenet_convert  # noqa: E402
 from alexnet_tf.data.imagenet import manifest as imagenet_manifest  # noqa: E402
 from alexnet_tf.data import schema  # noqa: E402
 
 _IMAGENET_DIR = flags.DEFINE_string(
-    "imagenet_dir", None, "Folder holding train/ and/or val/ (the ILSVRC-2012 images).",
-    required=True)
+    "imagenet_dir", None, "Folder holding train/ and/or val/ (the ILSVRC-2012 images, or "
+    "train/<class name>/...), or one folder per class.", required=True)
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Where shards, labels.json and manifest.json are written.",
     required=True)
 _SPLITS = flags.DEFINE_list(
     "splits", list(schema.SPLITS), "Which splits to convert: train, validation or both.")
-_TRAIN_SHARDS = flags.DEFINE_integer("train_shards", 1024, "Number of training shards.")
+_TRAIN_SHARDS = flags.DEFINE_integer(
+    "train_shards", None, "Number of training shards; default one per 1,250 images, at "
+    "most 1024 (ImageNet's).")
 _VALIDATION_SHARDS = flags.DEFINE_integer(
-    "validation_shards", 128, "Number of validation shards.")
+    "validation_shards", None, "Number of validation shards; default one per 390 images, "
+    "at most 128 (ImageNet's).")
+_VALIDATION_FRACTION = flags.DEFINE_float(
+    "validation_fraction", 0.0, "Without a val/ folder: the share of each class held out "
+    "for validation, chosen by a hash of each file's name (stable when files are added).")
 _RESIZE = flags.DEFINE_integer(
     "resize", 256, "Rescale the shorter side to this size and centre-crop a square of it "
     "(the paper's 256x256); 0 keeps original sizes and the original bytes of RGB JPEGs.")
@@ -85,7 +96,8 @@ def main(argv):
         val_layout=_VAL_LAYOUT.value, val_labels=_VAL_LABELS.value,
         devkit_map=_DEVKIT_MAP.value, synset_names=_SYNSET_NAMES.value,
         synsets_file=_SYNSETS_FILE.value, use_draft=_DRAFT.value,
-        max_pixels=_MAX_PIXELS.value, show_progress=_PROGRESS.value)
+        max_pixels=_MAX_PIXELS.value, show_progress=_PROGRESS.value,
+        validation_fraction=_VALIDATION_FRACTION.value)
     result = imagenet_convert.convert(options)
     print(imagenet_manifest.format_summary(result.manifest))
     if result.num_converted_now:
@@ -97,4 +109,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run_command(main)  # Bad input: one line naming it, exit status 2.

@@ -3,8 +3,10 @@
 Used by `tools/convert_imagenet.py` (writer) and `alexnet_tf/data/pipeline.py`
 (reader); nothing else may spell a feature key or a shard name.
 
-Labels are 0-based indices into the sorted list of synset ids (the standard
-1000-synset order, identical to tensorflow-datasets' `imagenet2012/labels.txt`).
+Labels are 0-based indices into the sorted list of class ids, the class folders' names:
+for ImageNet the synset ids (the standard 1000-synset order, identical to
+tensorflow-datasets' `imagenet2012/labels.txt`), for other data the names as the folders
+spell them (sorted by code point).
 Note: TF-Slim and the TPU reference ImageNet records use a 1-based label with 0
 as "background"; these records do not.
 """
@@ -23,8 +25,10 @@ IMAGE_HEIGHT = "image/height"  # int64: height of the encoded image
 IMAGE_WIDTH = "image/width"  # int64: width of the encoded image
 IMAGE_FILENAME = "image/filename"  # bytes: source file name (no directory)
 LABEL = "image/class/label"  # int64: LABEL_BASE-based class index
-SYNSET = "image/class/synset"  # bytes: WordNet id, e.g. b"n01440764"
-CLASS_NAME = "image/class/text"  # bytes: human-readable name, b"" if unknown
+SYNSET = "image/class/synset"  # bytes: the class folder's name, a WordNet id b"n01440764"
+#                                in ImageNet's layout (UTF-8)
+CLASS_NAME = "image/class/text"  # bytes: human-readable name (a synset's from a names
+#                                  file, b"" if unknown; any other class's folder name)
 
 TRAIN = "train"
 VALIDATION = "validation"
@@ -32,7 +36,9 @@ SPLITS = (TRAIN, VALIDATION)
 
 # Files the converter writes next to the shards.
 MANIFEST_FILE = "manifest.json"
-LABELS_FILE = "labels.json"  # [{"index": 0, "synset": "n01440764", "name": "tench"}, ...]
+# [{"index": 0, "synset": "n01440764", "name": "tench"}, ...]: "synset" is the class id
+# (its folder's name), "name" what to show; for a folder "golden retriever" both are that.
+LABELS_FILE = "labels.json"
 
 _SHARD_RE = re.compile(r"^(?P<split>[a-z]+)-(?P<index>\d{5})-of-(?P<total>\d{5})$")
 
@@ -77,7 +83,8 @@ def make_example(*, encoded: bytes, image_format: str, height: int, width: int,
             IMAGE_FORMAT: _bytes(image_format.encode()),
             IMAGE_HEIGHT: _int64(height),
             IMAGE_WIDTH: _int64(width),
-            IMAGE_FILENAME: _bytes(filename.encode()),
+            # A name that is not UTF-8 keeps its bytes (os.fsdecode's surrogates).
+            IMAGE_FILENAME: _bytes(filename.encode("utf-8", "surrogateescape")),
             LABEL: _int64(label),
             SYNSET: _bytes(synset.encode()),
             CLASS_NAME: _bytes(class_name.encode()),

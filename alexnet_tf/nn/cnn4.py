@@ -31,6 +31,11 @@ MIN_INPUT_SIZE = 8
 INIT_ENTRIES = {"conv1": "conv1", "conv2": "conv2", "conv3": "conv3", "fc4": "fc8"}
 
 
+def scaled_widths(width_multiplier: float = 1.0) -> list:
+    """conv1..conv3's widths scaled by `width_multiplier`, at least 1 kernel each."""
+    return [max(1, int(round(width * width_multiplier))) for width in WIDTHS]
+
+
 def cnn4(num_classes: int = 10, input_size: int = 32, activation: str = "relu",
          width_multiplier: float = 1.0, init: str = "zfnet",
          name: Optional[str] = None) -> keras.Model:
@@ -66,9 +71,9 @@ def cnn4(num_classes: int = 10, input_size: int = 32, activation: str = "relu",
         raise ValueError(f"init must be one of {init_presets.NAMES}, received {init!r}")
     inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="images")
     x = inputs
-    for index, width in enumerate(WIDTHS, start=1):  # S -> S/2 -> S/4 -> S/8
-        layer_name = f"conv{index}"
-        x = keras.layers.Conv2D(max(1, int(round(width * width_multiplier))), KERNEL_SIZE,
+    for index, width in enumerate(scaled_widths(width_multiplier), start=1):
+        layer_name = f"conv{index}"  # S -> S/2 -> S/4 -> S/8
+        x = keras.layers.Conv2D(width, KERNEL_SIZE,
                                 padding="same", activation=activation, name=layer_name,
                                 **init_presets.initializer_args(
                                         init, INIT_ENTRIES[layer_name]))(x)

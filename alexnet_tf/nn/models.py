@@ -40,6 +40,8 @@ ONE_TOWER_WIDTHS = (64, 192, 384, 256, 256, 4096, 4096)
 # in a single tower; conv5 and the fully-connected layers keep the two-tower net's widths,
 # "so to make the two nets have approximately the same number of parameters".
 HALF_ONE_TOWER_WIDTHS = (48, 128, 192, 192, 256, 4096, 4096)
+ALEXNET_WIDTHS = {"paper": PAPER_WIDTHS, "one_tower": ONE_TOWER_WIDTHS,
+                  "half_one_tower": HALF_ONE_TOWER_WIDTHS}
 ZFNET_WIDTHS = (96, 256, 384, 384, 256, 4096, 4096)
 ZFNET_WIDE_WIDTHS = (96, 256, 512, 1024, 512, 4096, 4096)
 NUM_TOWERS = 2
@@ -340,12 +342,12 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
     _check_alexnet_args(variant, pooling, tower_devices, lrn_across_towers)
     inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="images")
     if variant == "one_tower":
-        widths = _widths("alexnet(one_tower)", ONE_TOWER_WIDTHS, widths, width_multiplier)
+        widths = _widths("alexnet(one_tower)", ALEXNET_WIDTHS[variant], widths,
+                         width_multiplier)
         x = _one_tower_features(inputs, widths, input_size, init, activation, pooling)
     else:
         two_towers = variant == "paper"
-        widths = _widths(f"alexnet({variant})",
-                         PAPER_WIDTHS if two_towers else HALF_ONE_TOWER_WIDTHS, widths,
+        widths = _widths(f"alexnet({variant})", ALEXNET_WIDTHS[variant], widths,
                          width_multiplier, towers=two_towers)
         padding = _paper_conv1_padding(input_size, pooling)
         x = keras.layers.ZeroPadding2D(padding, name="conv1_pad")(inputs) if padding else inputs
@@ -444,6 +446,36 @@ def build_model(name: str = "alexnet", **kwargs) -> keras.Model:
         raise ValueError(f"build_model: name must be one of {sorted(MODEL_BUILDERS)}, "
                          f"received {name!r}")
     return MODEL_BUILDERS[name](**kwargs)
+
+
+def layer_settings(spec: dict) -> dict:
+    """What decides the shapes of a model spec's conv1..fc7: the net and its widths.
+
+    Two specs whose layer settings differ share no weights below fc8, so `train
+    --init_checkpoint` between them would copy nothing.
+
+    Args:
+      spec: a model spec {"name": ..., **builder kwargs} (see run_dir.py).
+
+    Returns:
+      {"model", "variant" (AlexNet) or "zfnet_wide" (ZFNet), "widths" (7 integers; cnn4:
+      its 3 conv widths)}.
+    """
+    name = spec.get("name", "alexnet")
+    widths = spec.get("widths")
+    multiplier = spec.get("width_multiplier", 1.0)
+    if name == "cnn4":
+        return dict(model=name, widths=cnn4.scaled_widths(multiplier))
+    if name == "alexnet":
+        variant = spec.get("variant", "paper")
+        defaults = ALEXNET_WIDTHS[variant]
+        settings = dict(model=name, variant=variant)
+    else:
+        wide = bool(spec.get("wide", False))
+        defaults = ZFNET_WIDE_WIDTHS if wide else ZFNET_WIDTHS
+        settings = dict(model=name, zfnet_wide=wide)
+    settings["widths"] = list(widths) if widths else _scaled_widths(defaults, multiplier)
+    return settings
 
 
 def lrn_settings(spec: dict) -> dict:

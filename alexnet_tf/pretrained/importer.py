@@ -48,7 +48,7 @@ from alexnet_tf.pretrained import torchvision
 from alexnet_tf.training import config as config_lib
 
 FORMATS = ("caffe", "torchvision")
-MODEL_FLAGS_FILE = "model_flags.cfg"
+MODEL_FLAGS_FILE = run_dir.MODEL_FLAGS_FILE
 # TrainConfig fields that describe the network and its preprocessing: config.json
 # records them, model_flags.cfg passes them to train.
 MODEL_FIELDS = ("model", "variant", "input_size", "resize_size", "widths", "use_lrn",

@@ -197,6 +197,26 @@ def resolve_init_checkpoint(path: str) -> tuple:
     return prefix, run_dir.read_config(source_dir)["model"]
 
 
+def check_same_layers(source_spec: dict, spec: dict, init_checkpoint: str) -> None:
+    """Raises ValueError when the new model's conv1..fc7 cannot take the source's weights.
+
+    Another variant or other widths share no layer shape with the source: nothing would
+    be copied, and the run would silently start from scratch. The message gives the flags
+    to pass (an import's model_flags.cfg holds them).
+    """
+    source, new = models.layer_settings(source_spec), models.layer_settings(spec)
+    if source == new:
+        return
+    wanted = " ".join(f"--{key}={','.join(map(str, value))}" if isinstance(value, list)
+                      else f"--{key if value else 'no' + key}" if isinstance(value, bool)
+                      else f"--{key}={value}"
+                      for key, value in source.items() if new.get(key) != value)
+    raise ValueError(f"--init_checkpoint={init_checkpoint} holds {source}, this run builds "
+                     f"{new}: no layer below fc8 could be copied. Pass {wanted} (for an "
+                     f"imported model: --flagfile="
+                     f"{os.path.join(init_checkpoint, run_dir.MODEL_FLAGS_FILE)})")
+
+
 def check_same_lrn(source_spec: dict, spec: dict, init_checkpoint: str) -> None:
     """Raises ValueError when the new model's LRN would compute otherwise than the source's.
 
@@ -217,7 +237,8 @@ def check_same_lrn(source_spec: dict, spec: dict, init_checkpoint: str) -> None:
                      "model_flags.cfg flagfile of an imported model)")
 
 
-def initialize_from(model, init_checkpoint: str, build_model) -> list:
+def initialize_from(model, init_checkpoint: str, build_model,
+                    new_layers: Sequence[str] = ()) -> list:
     """Copies into `model` the weights of every same-named layer whose shapes match.
 
     The source network is rebuilt from its own config.json, restored, and copied layer by
@@ -227,10 +248,19 @@ def initialize_from(model, init_checkpoint: str, build_model) -> list:
       model: the new keras.Model.
       init_checkpoint: a model_dir or a checkpoint prefix.
       build_model: spec dict -> keras.Model (models.build_model with the spec's kwargs).
+      new_layers: layers that keep their fresh initialisation whatever their shapes (a
+        new classifier for as many classes as the source's).
 
     Returns:
       Names of the layers copied.
+
+    Raises:
+      ValueError: a name in `new_layers` is not a layer of `model`.
     """
+    unknown = sorted(set(new_layers) - {layer.name for layer in model.layers})
+    if unknown:
+        raise ValueError(f"new_layers: {unknown} are not layers of {model.name}; layers with "
+                         f"weights: {[layer.name for layer in model.layers if layer.weights]}")
     prefix, spec = resolve_init_checkpoint(init_checkpoint)
     source = build_model(spec)
     tf.train.Checkpoint(model=source).restore(prefix).expect_partial() \
@@ -239,7 +269,7 @@ def initialize_from(model, init_checkpoint: str, build_model) -> list:
     copied, skipped = [], []
     for layer in model.layers:
         other = source_layers.get(layer.name)
-        if other is None or not layer.weights:
+        if other is None or not layer.weights or layer.name in new_layers:
             continue
         new_shapes = [tuple(w.shape) for w in layer.weights]
         if new_shapes == [tuple(w.shape) for w in other.weights]:
@@ -247,8 +277,8 @@ def initialize_from(model, init_checkpoint: str, build_model) -> list:
             copied.append(layer.name)
         else:
             skipped.append(layer.name)
-    logging.info("Initialised %s from %s; re-initialised (shapes differ): %s",
-                 copied, prefix, skipped or "none")
+    logging.info("Initialised %s from %s; re-initialised (shapes differ): %s; new: %s",
+                 copied, prefix, skipped or "none", list(new_layers) or "none")
     return copied
 
 

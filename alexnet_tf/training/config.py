@@ -226,8 +226,17 @@ class TrainConfig:
     # Transfer learning.
     init_checkpoint: str = _field("", "A model_dir or checkpoint prefix to initialise from "
                                   "(layers whose shapes match).")
+    new_layers: Tuple[str, ...] = _field((), "With --init_checkpoint: layers initialised "
+                                         "afresh instead of copied (e.g. fc8: a new "
+                                         "classifier, even for as many classes as the "
+                                         "source's).")
     trainable_layers: Tuple[str, ...] = _field((), "Train only these layers (e.g. fc8); "
                                                "empty = all.")
+    lr_multipliers: Tuple[str, ...] = _field((), "Per-layer learning-rate multipliers, "
+                                             "layer=factor, e.g. fc6=0.1,fc7=0.1 (Caffe's "
+                                             "lr_mult): that layer learns (and decays) at "
+                                             "learning_rate x factor; unlisted layers x 1. "
+                                             "paper_sgd only.")
 
     def __post_init__(self):
         self.validate()
@@ -255,6 +264,13 @@ class TrainConfig:
                      "diagnostics_every_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.new_layers and not self.init_checkpoint:
+            raise ValueError(f"new_layers={list(self.new_layers)!r} needs --init_checkpoint "
+                             "(without it every layer is new)")
+        multipliers = self.learning_rate_multipliers()
+        if multipliers and self.optimizer != "paper_sgd":
+            raise ValueError(f"lr_multipliers need --optimizer=paper_sgd, got "
+                             f"{self.optimizer!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not self.lrn_k > 0:
@@ -316,6 +332,27 @@ class TrainConfig:
             if getattr(self, name) != defaults[name] and self.model not in networks:
                 raise ValueError(f"{name} is an option of {' and '.join(networks)} only, got "
                                  f"{name}={getattr(self, name)!r} with model={self.model!r}")
+
+    def learning_rate_multipliers(self) -> dict:
+        """lr_multipliers as {layer name: factor}.
+
+        Raises:
+          ValueError: an entry that is not layer=factor with a factor >= 0, or a layer
+            named twice.
+        """
+        multipliers = {}
+        for entry in self.lr_multipliers:
+            name, _, factor = entry.partition("=")
+            try:
+                value = float(factor)
+            except ValueError:
+                value = -1.0
+            if not name.strip() or not 0 <= value < float("inf") or name.strip() in multipliers:
+                raise ValueError(f"lr_multipliers must be distinct layer=factor entries with "
+                                 f"factors >= 0, e.g. fc6=0.1,fc7=0.1; got {entry!r} in "
+                                 f"{list(self.lr_multipliers)!r}")
+            multipliers[name.strip()] = value
+        return multipliers
 
     def model_spec(self) -> dict:
         """The model spec saved in config.json (see run_dir.py); no device placement.

@@ -127,6 +127,7 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool,
     if config.init_checkpoint and resume_from is None:
         # Before anything is written: the weights to start from must run in the same net.
         _, source_spec = checkpoints.resolve_init_checkpoint(config.init_checkpoint)
+        checkpoints.check_same_layers(source_spec, config.model_spec(), config.init_checkpoint)
         checkpoints.check_same_lrn(source_spec, config.model_spec(), config.init_checkpoint)
     if chief:
         if saved is not None:
@@ -168,6 +169,8 @@ def _build(config, model_dir: str, strategy, datasets: Datasets, task) -> _State
         optimizer = optimizer_lib.make_optimizer(
                 config.optimizer, learning_rate=config.learning_rate,
                 momentum=config.momentum, weight_decay=config.weight_decay,
+                learning_rate_multipliers=optimizer_lib.layer_multipliers(
+                        model, config.learning_rate_multipliers()),
                 loss_scaling=config.precision == "mixed_float16")
     # Plain (not mirrored) counters: read on the host every step.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -206,7 +209,8 @@ def _restore(state: _State, config, strategy, latest: Optional[str]) -> None:
     """Restores checkpoint `latest`; a new run (None) may start from --init_checkpoint."""
     # Every worker restores the chief's checkpoint (model_dir must be shared).
     if latest is None and config.init_checkpoint:
-        checkpoints.initialize_from(state.model, config.init_checkpoint, run_dir.build_model)
+        checkpoints.initialize_from(state.model, config.init_checkpoint, run_dir.build_model,
+                                    new_layers=config.new_layers)
     checkpoints.freeze_all_but(state.model, config.trainable_layers)
     with strategy.scope():
         state.optimizer.build(state.model.trainable_variables)

@@ -7,6 +7,9 @@ momentum 0.9 and weight decay 0.0005, with the update
     w <- w + v
 
 Weight decay sits INSIDE the momentum (scaled by the learning rate and accumulated in v).
+Per-layer learning-rate multipliers k (Caffe's `lr_mult`, with `decay_mult` 1) put
+lr * k in place of lr for that layer's variables, as fine-tuning uses them: a new fc8
+learns faster than the pretrained layers below it.
 It is not Keras' decoupled `weight_decay` (w <- w - lr * wd * w, outside the momentum).
 An L2 term 0.00025 * sum(w^2) in the loss would give the same update in exact arithmetic,
 but it would inflate the reported loss and pass through fp16 loss scaling; `PaperSGD`
@@ -33,6 +36,9 @@ class PaperSGD(keras.optimizers.Optimizer):
       learning_rate: float (stored in a variable, so the trainer can assign to it).
       momentum: the 0.9 of the paper, in [0, 1).
       weight_decay: the 0.0005 of the paper, >= 0; multiplies lr * w inside the momentum.
+      learning_rate_multipliers: {variable path: k >= 0}: that variable updates with
+        lr * k in the place of lr; others with lr. `layer_multipliers` makes it from
+        per-layer factors.
       name: optimizer name.
       **kwargs: other `keras.optimizers.Optimizer` arguments (e.g. `loss_scale_factor`);
         Keras' own decoupled `weight_decay` is deliberately not reachable.
@@ -42,7 +48,7 @@ class PaperSGD(keras.optimizers.Optimizer):
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.9, weight_decay=0.0005,
-                 name="paper_sgd", **kwargs):
+                 learning_rate_multipliers=None, name="paper_sgd", **kwargs):
         # weight_decay=None for the base class: the base would otherwise apply the
         # decoupled decay w <- w - lr * wd * w on top of ours.
         super().__init__(learning_rate=learning_rate, name=name, weight_decay=None, **kwargs)
@@ -50,8 +56,14 @@ class PaperSGD(keras.optimizers.Optimizer):
             raise ValueError(f"PaperSGD momentum must be a float in [0, 1), got {momentum!r}")
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
             raise ValueError(f"PaperSGD weight_decay must be a float >= 0, got {weight_decay!r}")
+        multipliers = dict(learning_rate_multipliers or {})
+        if any(not isinstance(k, (int, float)) or k < 0 for k in multipliers.values()):
+            raise ValueError(f"PaperSGD learning_rate_multipliers must be floats >= 0, got "
+                             f"{multipliers!r}")
         self.momentum = float(momentum)
         self.paper_weight_decay = float(weight_decay)
+        self.learning_rate_multipliers = {name: float(k) for name, k in multipliers.items()}
+        self._variable_multipliers = []  # One per variable, in build's order.
         self._fused_update = None
 
     def build(self, variables):
@@ -60,6 +72,8 @@ class PaperSGD(keras.optimizers.Optimizer):
             return
         super().build(variables)
         self.velocities = self.add_optimizer_variables(variables, "velocity")
+        self._variable_multipliers = [self.learning_rate_multipliers.get(variable.path, 1.0)
+                                      for variable in variables]
 
     def update_step(self, gradient, variable, learning_rate):
         """v <- m * v - wd * lr * w - lr * g;  w <- w + v.
@@ -71,7 +85,10 @@ class PaperSGD(keras.optimizers.Optimizer):
         and an add, so the two can differ in the last bit).
         """
         learning_rate = tf.cast(ops.convert_to_tensor(learning_rate), variable.dtype)
-        velocity = self.velocities[self._get_variable_index(variable)]
+        index = self._get_variable_index(variable)
+        velocity = self.velocities[index]
+        if self._variable_multipliers[index] != 1.0:
+            learning_rate = learning_rate * self._variable_multipliers[index]
         if (not tf.distribute.has_strategy() and _is_plain(variable) and _is_plain(velocity)
                 and _tf_variable(variable).device == _tf_variable(velocity).device):
             # On the variable's device: with --tower_devices that is each tower's own.
@@ -91,7 +108,8 @@ class PaperSGD(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"momentum": self.momentum, "weight_decay": self.paper_weight_decay})
+        config.update({"momentum": self.momentum, "weight_decay": self.paper_weight_decay,
+                       "learning_rate_multipliers": dict(self.learning_rate_multipliers)})
         return config
 
 
@@ -125,24 +143,43 @@ OPTIMIZERS = ("paper_sgd", "adam")
 
 
 def make_optimizer(name: str, *, learning_rate: float, momentum: float = 0.9,
-                   weight_decay: float = 0.0005, loss_scaling: bool = False):
+                   weight_decay: float = 0.0005, learning_rate_multipliers=None,
+                   loss_scaling: bool = False):
     """The optimizer `name` (one of OPTIMIZERS), wrapped for dynamic loss scaling if asked.
 
     Args:
       name: "paper_sgd" (`PaperSGD`) or "adam".
       learning_rate: the initial rate (the schedule sets it per epoch).
-      momentum, weight_decay: PaperSGD's; Adam uses neither.
+      momentum, weight_decay, learning_rate_multipliers: PaperSGD's; Adam uses none.
       loss_scaling: wrap in `keras.optimizers.LossScaleOptimizer` (float16 training:
         small gradients would otherwise flush to zero).
 
     Raises:
-      ValueError: an unknown name.
+      ValueError: an unknown name, or multipliers for Adam.
     """
     if name == "adam":
+        if learning_rate_multipliers:
+            raise ValueError("learning-rate multipliers are PaperSGD's; adam takes none")
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     elif name == "paper_sgd":
         optimizer = PaperSGD(learning_rate=learning_rate, momentum=momentum,
-                             weight_decay=weight_decay)
+                             weight_decay=weight_decay,
+                             learning_rate_multipliers=learning_rate_multipliers)
     else:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
     return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
+
+
+def layer_multipliers(model, by_layer) -> dict:
+    """{variable path: k} for PaperSGD from {layer name: k}: every weight of the layer.
+
+    Raises:
+      ValueError: a name is not a layer of `model` with weights.
+    """
+    layers = {layer.name: layer for layer in model.layers if layer.weights}
+    unknown = sorted(set(by_layer or {}) - set(layers))
+    if unknown:
+        raise ValueError(f"lr_multipliers: {unknown} are not layers of {model.name}; layers "
+                         f"with weights: {list(layers)}")
+    return {variable.path: float(k) for name, k in (by_layer or {}).items()
+            for variable in layers[name].weights}

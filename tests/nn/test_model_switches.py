@@ -202,3 +202,19 @@ def test_cnn4_through_a_run_config_with_tanh():
     assert model(images(2, 16)).shape == (2, 3)
     with pytest.raises(ValueError, match="input_size must be an integer >= 8"):
         cnn4.cnn4(input_size=4)
+
+
+def test_layer_settings_name_the_widths_each_net_builds():
+    # What `train --init_checkpoint` compares before copying weights.
+    half = models.layer_settings({"name": "alexnet", "variant": "half_one_tower",
+                                  "width_multiplier": 0.5})
+    assert half == dict(model="alexnet", variant="half_one_tower",
+                        widths=[24, 64, 96, 96, 128, 2048, 2048])
+    built = models.alexnet(variant="half_one_tower", width_multiplier=0.5, input_size=67)
+    assert [built.get_layer(f"conv{index}").kernel.shape[-1] for index in range(1, 6)] == (
+            half["widths"][:5])
+    assert models.layer_settings({"name": "cnn4", "width_multiplier": 0.5}) == dict(
+            model="cnn4", widths=[16, 16, 32])
+    assert models.layer_settings({"name": "alexnet", "activation": "tanh",
+                                  "pooling": "non_overlapping"}) == models.layer_settings(
+            {"name": "alexnet"})

@@ -103,6 +103,21 @@ def test_shipped_flagfiles_parse_and_open_with_a_command(parse_flags, repo_root,
     assert config.model in ("alexnet", "zfnet")
 
 
+def test_finetune_flagfile_gives_its_commands_and_the_recipe(parse_flags, repo_root):
+    path = os.path.join(repo_root, "flags", "finetune.cfg")
+    with open(path) as f:
+        header = f.read()
+    for command in ("python3 tools/convert_imagenet.py", "python3 -m alexnet_tf.train "
+                    "--flagfile=runs/imagenet/model_flags.cfg", "--flagfile=flags/finetune.cfg",
+                    "python3 -m alexnet_tf.export", "python3 -m alexnet_tf.import_weights"):
+        assert command in header, command
+    config = parse_flags(f"--flagfile={path}", "--data_dir=/d", "--init_checkpoint=/i")
+    assert config.new_layers == ("fc8",) and config.trainable_layers == ("fc6", "fc7", "fc8")
+    assert config.learning_rate_multipliers() == {"fc6": 0.1, "fc7": 0.1}
+    assert (config.optimizer, config.learning_rate, config.momentum, config.weight_decay) == (
+            "paper_sgd", 0.01, 0.9, 0.0005)
+
+
 @pytest.mark.parametrize("kwargs, message", [
         (dict(batch_size=0), "batch_size"),
         (dict(precision="fp8"), "precision"),
@@ -116,12 +131,24 @@ def test_shipped_flagfiles_parse_and_open_with_a_command(parse_flags, repo_root,
         (dict(widths=(8, 12, 16)), "widths must be 7 integers"),
         (dict(widths=(8, 12, 16, 12, 8, 16, 16), width_multiplier=0.5), "width_multiplier 1"),
         (dict(model="zfnet", lrn_across_towers=True), "lrn_across_towers needs"),
+        (dict(lr_multipliers=("fc8",)), "layer=factor"),
+        (dict(lr_multipliers=("fc8=x",)), "layer=factor"),
+        (dict(lr_multipliers=("fc8=-1",)), "factors >= 0"),
+        (dict(lr_multipliers=("fc8=10", "fc8=1")), "distinct"),
+        (dict(lr_multipliers=("fc8=10",), optimizer="adam"), "need --optimizer=paper_sgd"),
 ])
 def test_bad_settings_name_the_setting(kwargs, message):
     values = dict(data_dir="/d")
     values.update(kwargs)
     with pytest.raises(ValueError, match=message):
         config_lib.TrainConfig(**values)
+
+
+def test_lr_multipliers_parse_per_layer(parse_flags):
+    config = parse_flags("--data_dir=/d", "--lr_multipliers=fc6=0.1, fc7=0.1,fc8=10")
+    assert config.lr_multipliers == ("fc6=0.1", "fc7=0.1", "fc8=10")
+    assert config.learning_rate_multipliers() == {"fc6": 0.1, "fc7": 0.1, "fc8": 10.0}
+    assert config_lib.TrainConfig(data_dir="/d").learning_rate_multipliers() == {}
 
 
 def test_save_round_trip_with_model_spec(tmp_path):

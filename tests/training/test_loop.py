@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from alexnet_tf import run_dir
+from alexnet_tf.training import checkpoints
 from alexnet_tf.training import config as config_lib
 from alexnet_tf.training import loop
 from alexnet_tf.training import summaries
@@ -190,6 +191,27 @@ def test_transfer_learning_retrains_only_fc8(tmp_path):
     assert target.get_layer("fc8").get_weights()[0].shape[-1] == 5
 
 
+def test_new_layers_keep_their_fresh_weights_for_as_many_classes(tmp_path):
+    source_dir = str(tmp_path / "source")
+    loop.train_and_evaluate(tiny_config(num_epochs=1), source_dir, datasets=tiny_datasets())
+    source, _, _ = run_dir.restore_model(source_dir)
+    spec = tiny_config(num_classes=3).model_spec()
+    for new_layers, copied_fc8 in (((), True), (("fc8",), False)):
+        model = run_dir.build_model(spec)
+        fresh = model.get_layer("fc8").get_weights()[0]
+        copied = checkpoints.initialize_from(model, source_dir, run_dir.build_model,
+                                             new_layers=new_layers)
+        kernel = model.get_layer("fc8").get_weights()[0]
+        assert ("fc8" in copied) == copied_fc8 and "fc7" in copied
+        np.testing.assert_array_equal(
+                kernel, source.get_layer("fc8").get_weights()[0] if copied_fc8 else fresh)
+    with pytest.raises(ValueError, match=r"new_layers: \['fc9'\]"):
+        checkpoints.initialize_from(model, source_dir, run_dir.build_model,
+                                    new_layers=("fc9",))
+    with pytest.raises(ValueError, match="needs --init_checkpoint"):
+        tiny_config(new_layers=("fc8",))
+
+
 def test_init_checkpoint_with_other_lrn_stops_before_writing(tmp_path, make_run):
     source = make_run(tmp_path / "source", ["a", "b", "c"], input_size=SIZE,
                       width_multiplier=0.05, lrn_convention="caffe", lrn_k=1.0,
@@ -206,6 +228,12 @@ def test_unknown_trainable_layer_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="fc9"):
         loop.train_and_evaluate(tiny_config(trainable_layers=("fc9",)), str(tmp_path),
                                    datasets=tiny_datasets())
+
+
+def test_unknown_lr_multiplier_layer_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"lr_multipliers: \['fc9'\]"):
+        loop.train_and_evaluate(tiny_config(lr_multipliers=("fc8=10", "fc9=2")),
+                                str(tmp_path), datasets=tiny_datasets())
 
 
 @pytest.mark.parametrize("precision, jit_compile", [("mixed_float16", False), ("fp32", True)])

@@ -115,8 +115,64 @@ def test_get_config_round_trip():
     assert clone.weight_decay is None  # Keras' decoupled decay stays off.
 
 
+@pytest.mark.parametrize("under_strategy", [False, True])
+def test_layer_multipliers_scale_the_rate_as_caffes_lr_mult(under_strategy):
+    """Each layer's variables follow the paper's rule with lr x its multiplier (weight
+    decay included, as Caffe's lr_mult with decay_mult 1); unlisted layers use lr."""
+    rng = np.random.default_rng(2)
+    multipliers = {"fc6": 0.1, "fc8": 10.0}  # fc7 unlisted: x 1
+    strategy = (tf.distribute.MirroredStrategy(
+            ["/CPU:0", "/CPU:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+            if under_strategy else tf.distribute.get_strategy())
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc7"),
+                                  keras.layers.Dense(3, name="fc6"),
+                                  keras.layers.Dense(2, name="fc8")])
+        opt = optimizer_lib.make_optimizer(
+                "paper_sgd", learning_rate=0.05, weight_decay=0.05,
+                learning_rate_multipliers=optimizer_lib.layer_multipliers(model, multipliers))
+        opt.build(model.trainable_variables)
+    initial = [variable.numpy() for variable in model.trainable_variables]
+    gradients = [[rng.normal(size=v.shape).astype(np.float32) for v in initial]
+                 for _ in range(3)]
+
+    @tf.function
+    def step(grads):
+        pairs = list(zip(grads, model.trainable_variables))
+        strategy.run(lambda: opt.apply_gradients(
+                [(g / strategy.num_replicas_in_sync, v) for g, v in pairs]))
+
+    for grads in gradients:
+        step([tf.constant(g) for g in grads])
+    for index, variable in enumerate(model.trainable_variables):
+        layer = next(name for name in ("fc6", "fc7", "fc8") if f"/{name}/" in variable.path)
+        rate = 0.05 * multipliers.get(layer, 1.0)
+        expected, _ = _numpy_paper_sgd(initial[index], [g[index] for g in gradients], rate,
+                                       0.9, 0.05)
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-6,
+                                   err_msg=variable.path)
+    assert not np.allclose(model.get_layer("fc8").kernel.numpy(),
+                           _numpy_paper_sgd(initial[4], [g[4] for g in gradients], 0.05, 0.9,
+                                            0.05)[0], atol=1e-3)  # x 10 is not x 1
+
+
+def test_layer_multipliers_are_checked():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="fc8")])
+    assert optimizer_lib.layer_multipliers(model, {"fc8": 10}) == {
+            variable.path: 10.0 for variable in model.get_layer("fc8").weights}
+    with pytest.raises(ValueError, match=r"\['fc9'\] are not layers"):
+        optimizer_lib.layer_multipliers(model, {"fc9": 10.0})
+    with pytest.raises(ValueError, match="adam takes none"):
+        optimizer_lib.make_optimizer("adam", learning_rate=0.1,
+                                     learning_rate_multipliers={"fc8": 10.0})
+    clone = optimizer_lib.PaperSGD.from_config(optimizer_lib.PaperSGD(
+            learning_rate_multipliers={"fc8/kernel": 10}).get_config())
+    assert clone.learning_rate_multipliers == {"fc8/kernel": 10.0}
+
+
 @pytest.mark.parametrize("kwargs", [dict(momentum=1.0), dict(momentum=-0.1),
-                                    dict(weight_decay=-1e-4)])
+                                    dict(weight_decay=-1e-4),
+                                    dict(learning_rate_multipliers={"fc8": -1.0})])
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError, match="PaperSGD"):
         optimizer_lib.PaperSGD(**kwargs)

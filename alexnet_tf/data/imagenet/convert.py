@@ -1,13 +1,16 @@
-"""ILSVRC-2012 image folders -> sharded TFRecords, in parallel, resumable, losing nothing.
+"""ILSVRC-2012 image folders, or any folder per class -> sharded TFRecords, in parallel,
+resumable, losing nothing.
 
-`convert(options)` finds the files (`files.py`), assigns them to shards with a
+`convert(options)` finds the files (`files.py`; without a val/ folder,
+`validation_fraction` holds some out, `folder_layout.py`), assigns them to shards with a
 seeded shuffle (every shard holds a mix of classes), and writes each shard in a worker
 process: read, `recode.recode_image`, `schema.make_example`. Output in
 `options.output_dir`:
 
-  train-00000-of-01024 ...         TFRecords (names and features from alexnet_tf/data/schema.py)
-  validation-00000-of-00128 ...
-  labels.json                      [{"index", "synset", "name"}, ...]
+  train-00000-of-01024 ...         TFRecords (names and features from alexnet_tf/data/schema.py;
+  validation-00000-of-00128 ...    counts `default_num_shards` unless given)
+  labels.json                      [{"index", "synset", "name"}, ...]: the class folders'
+                                   names in sorted order (`class_name`)
   manifest.json                    counts per split and class, shards, label map,
                                    settings, every rejected and every re-coloured file
   shard_info/<shard>.json          per-shard results, so a rerun can skip complete shards
@@ -33,13 +36,19 @@ import PIL
 import tensorflow as tf
 
 from alexnet_tf import atomic
+from alexnet_tf import errors
 from alexnet_tf.data import image_header
 from alexnet_tf.data import schema
 from alexnet_tf.data.imagenet import files as imagenet_files
+from alexnet_tf.data.imagenet import folder_layout
 from alexnet_tf.data.imagenet import manifest as imagenet_manifest
 from alexnet_tf.data.imagenet import recode
 
-SPLIT_DIRS = {schema.TRAIN: "train", schema.VALIDATION: "val"}
+SPLIT_DIRS = {schema.TRAIN: folder_layout.TRAIN_DIR,
+              schema.VALIDATION: folder_layout.VALIDATION_DIR}
+# Default shard counts (default_num_shards): ImageNet's 1024 and 128, fewer for less data.
+MAX_SHARDS = {schema.TRAIN: 1024, schema.VALIDATION: 128}
+IMAGES_PER_SHARD = {schema.TRAIN: 1250, schema.VALIDATION: 390}
 SHARD_INFO_DIR = "shard_info"
 INCOMPLETE_SUFFIX = ".incomplete"
 PROGRESS_EVERY = 8  # images between progress-counter updates in a worker
@@ -51,8 +60,8 @@ class ConvertOptions:
     imagenet_dir: str
     output_dir: str
     splits: Tuple[str, ...] = schema.SPLITS
-    train_shards: int = 1024
-    validation_shards: int = 128
+    train_shards: Optional[int] = None  # None: default_num_shards
+    validation_shards: Optional[int] = None
     resize: int = 256
     quality: int = 90
     seed: int = 0
@@ -65,20 +74,30 @@ class ConvertOptions:
     use_draft: bool = True
     max_pixels: int = image_header.DEFAULT_MAX_PIXELS
     show_progress: bool = True
+    validation_fraction: float = 0.0  # without a val/ folder: see folder_layout.py
 
     def __post_init__(self):
         bad_splits = set(self.splits) - set(schema.SPLITS)
         if not self.splits or bad_splits:
-            raise ValueError(f"splits must be a non-empty subset of {schema.SPLITS}, "
-                             f"got {self.splits!r}")
+            raise errors.InvalidInputError(
+                    f"--splits must be a non-empty subset of "
+                    f"{schema.SPLITS}, got {self.splits!r}")
         for name in ("train_shards", "validation_shards", "num_workers"):
-            if not 1 <= getattr(self, name) <= 99_999:
-                raise ValueError(f"{name} must be in 1..99999, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 99_999:
+                raise errors.InvalidInputError(f"--{name} must be in 1..99999, got {value}")
         if self.val_layout not in ("auto", "by_class", "flat"):
-            raise ValueError(f"val_layout must be auto, by_class or flat, got {self.val_layout!r}")
+            raise errors.InvalidInputError(
+                    f"--val_layout must be auto, by_class or flat, got "
+                    f"{self.val_layout!r}")
         if self.resize < 0 or not 1 <= self.quality <= 100:
-            raise ValueError(f"need resize >= 0 and quality in 1..100, got {self.resize}, "
-                             f"{self.quality}")
+            raise errors.InvalidInputError(
+                    f"need --resize >= 0 and --quality in 1..100, got "
+                    f"{self.resize}, {self.quality}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise errors.InvalidInputError(
+                    f"--validation_fraction must be in [0, 1) (the share of each class held "
+                    f"out for validation), got {self.validation_fraction:g}")
         image_header.check_max_pixels(self.max_pixels, recode.LARGEST_MAX_PIXELS)
 
 
@@ -120,12 +139,14 @@ def _manifest_options(options: ConvertOptions) -> dict:
 
 
 def _split_files(options: ConvertOptions, split: str):
-    """Returns (files, rejected, source_description) for one split."""
+    """Returns (files, rejected, source_description) for one split of the splits layout."""
     split_dir = os.path.join(options.imagenet_dir, SPLIT_DIRS[split])
     if not os.path.isdir(split_dir):
-        raise FileNotFoundError(
+        hold_out = (", or hold out part of train/ with --validation_fraction"
+                    if split == schema.VALIDATION else "")
+        raise errors.MissingInputError(
             f"no {split} directory {split_dir!r}: expected --imagenet_dir to hold "
-            f"{SPLIT_DIRS[split]}/ (or choose the splits to convert with --splits)")
+            f"{SPLIT_DIRS[split]}/ (or choose the splits to convert with --splits{hold_out})")
     layout = "by_class" if split == schema.TRAIN else options.val_layout
     if layout == "auto":
         layout = imagenet_files.detect_val_layout(split_dir)
@@ -142,8 +163,67 @@ def _split_files(options: ConvertOptions, split: str):
     files, rejected = imagenet_files.label_flat_files(split_dir, options.imagenet_dir,
                                                       by_line, by_name)
     if not files and not rejected:
-        raise ValueError(f"validation directory {split_dir!r} holds no files")
+        raise errors.InvalidInputError(f"validation directory {split_dir!r} holds no files")
     return files, rejected, f"flat, labels from {labels_path}"
+
+
+def _held_out_files(options: ConvertOptions, class_root: str):
+    """{split: files}, {split: rejected}, {split: source} of class folders in `class_root`
+    split by --validation_fraction (folder_layout.py)."""
+    where = os.path.relpath(class_root, options.imagenet_dir)
+    where = "" if where == "." else where + "/"
+    if not options.validation_fraction and schema.VALIDATION in options.splits:
+        raise errors.InvalidInputError(
+                f"--imagenet_dir={options.imagenet_dir} has no {folder_layout.VALIDATION_DIR}/ "
+                f"folder: pass --validation_fraction (e.g. 0.1) to hold out part of each "
+                f"class of {where}<class>/ for validation, or --splits={schema.TRAIN}")
+    files, rejected = imagenet_files.find_class_dir_files(class_root, options.imagenet_dir)
+    by_split = dict(zip(schema.SPLITS, folder_layout.hold_out(files, options.validation_fraction)))
+    source = (f"class folders {where}<class>/, validation: files whose name hashes below "
+              f"{options.validation_fraction:g}")
+    return ({split: by_split[split] for split in options.splits},
+            {split: rejected if split == options.splits[0] else [] for split in options.splits},
+            {split: source for split in options.splits})
+
+
+def _find_files(options: ConvertOptions):
+    """Returns {split: files}, {split: rejected}, {split: source description}."""
+    layout = folder_layout.detect_layout(options.imagenet_dir)
+    if layout == folder_layout.CLASSES_LAYOUT:
+        if not folder_layout.has_folders(options.imagenet_dir):
+            train_dir = os.path.join(options.imagenet_dir, folder_layout.TRAIN_DIR)
+            raise errors.MissingInputError(
+                    f"no train directory {train_dir!r} and no class folders in "
+                    f"{options.imagenet_dir!r}: expected --imagenet_dir to hold train/<class "
+                    "name>/ (and val/) or one folder of images per class")
+        return _held_out_files(options, options.imagenet_dir)
+    val_dir = os.path.join(options.imagenet_dir, SPLIT_DIRS[schema.VALIDATION])
+    if options.validation_fraction:
+        if os.path.isdir(val_dir):
+            raise errors.InvalidInputError(
+                    f"--validation_fraction={options.validation_fraction:g} holds out part of "
+                    f"the training folders, but {val_dir!r} exists: omit "
+                    "--validation_fraction to use it")
+        return _held_out_files(options, os.path.join(options.imagenet_dir,
+                                                     SPLIT_DIRS[schema.TRAIN]))
+    files, rejected, sources = {}, {}, {}
+    for split in options.splits:
+        files[split], rejected[split], sources[split] = _split_files(options, split)
+    return files, rejected, sources
+
+
+def default_num_shards(split: str, num_files: int) -> int:
+    """About ImageNet's shard sizes (1,250 training and 390 validation images a shard,
+    140 MB and 45 MB at 256x256), at most ImageNet's counts, at least one."""
+    return max(1, min(MAX_SHARDS[split], -(-num_files // IMAGES_PER_SHARD[split])))
+
+
+def class_name(class_id: str, names: dict) -> str:
+    """The name labels.json and the records give a class: a synset's from the names file
+    ("" without one, as ImageNet's records have it), any other folder's own name."""
+    if imagenet_files.is_synset(class_id):
+        return names.get(class_id, "")
+    return names.get(class_id, class_id)
 
 
 def _class_list(options: ConvertOptions, files_by_split: dict) -> List[str]:
@@ -163,11 +243,12 @@ def _class_list(options: ConvertOptions, files_by_split: dict) -> List[str]:
         synsets = sorted({item.synset for item in files_by_split[schema.VALIDATION]})
     synsets = sorted(synsets)  # Labels are positions in sorted order (see schema.py).
     if existing is not None and existing != synsets:
-        raise ValueError(f"{existing_path} holds a different class list ({len(existing)} "
-                         f"classes) than this conversion ({len(synsets)}): use another "
-                         "--output_dir or pass the same classes")
+        raise errors.InvalidInputError(
+                f"{existing_path} holds a different class list ({len(existing)} "
+                f"classes) than this conversion ({len(synsets)}): use another "
+                "--output_dir or pass the same classes")
     if not synsets:
-        raise ValueError(f"no images found under {options.imagenet_dir!r}")
+        raise errors.InvalidInputError(f"no images found under {options.imagenet_dir!r}")
     return synsets
 
 
@@ -192,7 +273,7 @@ def _check_output_dir(output_dir: str, tasks: List[ShardTask]) -> None:
     for name in sorted(os.listdir(output_dir)):
         parsed = schema.parse_shard_name(name)
         if parsed and parsed[0] in splits and name not in expected:
-            raise ValueError(
+            raise errors.InvalidInputError(
                 f"{output_dir!r} already holds {name}, from a conversion with another shard "
                 "count; the input pipeline would read both. Use an empty --output_dir or "
                 "remove the old shards")
@@ -333,12 +414,12 @@ def convert(options: ConvertOptions) -> ConvertResult:
         holds shards of another conversion.
     """
     if not os.path.isdir(options.imagenet_dir):
-        raise FileNotFoundError(f"--imagenet_dir {options.imagenet_dir!r} is not a directory")
-    os.makedirs(options.output_dir, exist_ok=True)
-    files, rejected, sources = {}, {}, {}
-    for split in options.splits:
-        files[split], rejected[split], sources[split] = _split_files(options, split)
+        raise errors.MissingInputError(
+                f"--imagenet_dir {options.imagenet_dir!r} is not a "
+                "directory")
+    files, rejected, sources = _find_files(options)
     synsets = _class_list(options, files)
+    os.makedirs(options.output_dir, exist_ok=True)
     names = {}
     names_path = options.synset_names or imagenet_files.find_names_file(options.imagenet_dir)
     if names_path:
@@ -347,18 +428,19 @@ def convert(options: ConvertOptions) -> ConvertResult:
     settings = _recode_settings(options)
     tasks, excluded = [], {}
     for split in options.splits:
-        items = [ShardItem(f.path, f.relpath, index[f.synset], f.synset, names.get(f.synset, ""))
+        items = [ShardItem(f.path, f.relpath, index[f.synset], f.synset,
+                           class_name(f.synset, names))
                  for f in files[split] if f.synset in index]
         excluded[split] = sorted({f.synset for f in files[split] if f.synset not in index})
         num_shards = (options.train_shards if split == schema.TRAIN
-                      else options.validation_shards)
+                      else options.validation_shards) or default_num_shards(split, len(items))
         tasks += _make_tasks(split, items, num_shards, options.seed, settings)
     _check_output_dir(options.output_dir, tasks)
     pending = [task for task in tasks if _read_complete_info(options.output_dir, task) is None]
     start = time.perf_counter()
     cpu_seconds = _run_tasks(pending, options)
     seconds = time.perf_counter() - start
-    labels = [{"index": index[synset], "synset": synset, "name": names.get(synset, "")}
+    labels = [{"index": index[synset], "synset": synset, "name": class_name(synset, names)}
               for synset in synsets]
     _write_json(os.path.join(options.output_dir, schema.LABELS_FILE), labels)
     manifest = imagenet_manifest.build_manifest(

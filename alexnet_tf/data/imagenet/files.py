@@ -5,6 +5,12 @@ Layouts understood (DIR is `--imagenet_dir`):
   DIR/train/<wnid>/<any file name>            training images, one folder per synset
   DIR/val/<wnid>/<any file name>              validation, sorted into folders, or
   DIR/val/ILSVRC2012_val_00000001.JPEG ...    validation, flat, labelled by a ground-truth file
+  DIR/[train/]<class name>/<any file name>    any other dataset, one folder per class, the
+                                              folder's name the class's (`folder_layout`)
+
+A class is its folder's name. When some folder of a split is a synset id the split is
+ImageNet's, and folders that are not synset ids are rejected; otherwise every folder is a
+class, whatever its name (spaces, unicode).
 
 Ground-truth files for the flat layout (format recognised by content):
 
@@ -34,6 +40,8 @@ import re
 import stat
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from alexnet_tf import errors
+
 _SYNSET_RE = re.compile(r"^n\d{8}$")
 _TRAILING_NUMBER_RE = re.compile(r"(\d+)$")
 NAMES_FILES = ("LOC_synset_mapping.txt", "synset_words.txt")
@@ -43,7 +51,7 @@ LOCAL_VAL_LABEL_FILES = ("validation_labels.txt", "LOC_val_solution.csv")
 class ImageFile(NamedTuple):
     path: str  # absolute or as given
     relpath: str  # relative to the ImageNet directory (what the manifest lists)
-    synset: str
+    synset: str  # the class: its folder's name (a synset id in ImageNet's layout)
 
 
 class Rejected(NamedTuple):
@@ -142,34 +150,62 @@ def _listdir(path: str) -> List[os.DirEntry]:
         return sorted(entries, key=lambda entry: entry.name)
 
 
-def find_class_dir_files(split_dir: str, root: str) -> Tuple[List[ImageFile], List[Rejected]]:
-    """Lists `split_dir/<wnid>/*`: every regular file is an image candidate.
+def _class_folder_problem(name: str, imagenet_naming: bool) -> Optional[str]:
+    """Why folder `name` cannot be a class, or None.
 
-    Non-images are not filtered here: the converter rejects them by content, with a
-    reason. Folders that are not synset ids, unreadable folders and entries that are not
-    regular files (see `entry_kind`) are rejected.
+    With ImageNet's naming (some folder of the split is a synset id) every class folder
+    must be one, as in ILSVRC-2012's train/; otherwise any name is a class name, as long
+    as it can be written as UTF-8 (labels.json and the records store it so).
+    """
+    if imagenet_naming and not is_synset(name):
+        return ("folder name is not a synset id like n01440764 (the other class folders "
+                "are, so this is ImageNet's layout)")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "folder name is not valid UTF-8"
+    return None
+
+
+def find_class_dir_files(split_dir: str, root: str) -> Tuple[List[ImageFile], List[Rejected]]:
+    """Lists `split_dir/<class>/*`: every regular file is an image candidate.
+
+    A class is named as its folder is (any name: spaces, unicode), except in ImageNet's
+    layout: when some folder is a synset id, the folders that are not are rejected. Non-
+    images are not filtered here: the converter rejects them by content, with a reason.
+    Unreadable folders and entries that are not regular files (see `entry_kind`) are
+    rejected.
+
+    Returns:
+      (files, rejected); ImageFile.synset is the class: its folder's name.
 
     Raises:
-      ValueError: `split_dir` holds no synset folders.
+      ValueError: `split_dir` holds no class folders, or a class folder holds no files.
     """
-    files, rejected = [], []
-    for entry in _listdir(split_dir):
+    entries = _listdir(split_dir)
+    kinds = {entry.path: entry_kind(entry.path) for entry in entries}
+    imagenet_naming = any(kinds[entry.path][0] == DIRECTORY and is_synset(entry.name)
+                          for entry in entries)
+    files, rejected, empty = [], [], []
+    for entry in entries:
         relpath = os.path.relpath(entry.path, root)
-        kind, reason = entry_kind(entry.path)
+        kind, reason = kinds[entry.path]
         if kind is None:
             rejected.append(Rejected(relpath, reason))
             continue
         if kind != DIRECTORY:
             rejected.append(Rejected(relpath, "file outside any class folder"))
             continue
-        if not is_synset(entry.name):
-            rejected.append(Rejected(relpath, "folder name is not a synset id like n01440764"))
+        problem = _class_folder_problem(entry.name, imagenet_naming)
+        if problem:
+            rejected.append(Rejected(relpath, problem))
             continue
         try:
             children = _listdir(entry.path)
         except OSError as error:
             rejected.append(Rejected(relpath, f"unreadable folder: {error.strerror or error}"))
             continue
+        num_files = len(files)
         for child in children:
             child_rel = os.path.relpath(child.path, root)
             kind, reason = entry_kind(child.path)
@@ -179,17 +215,26 @@ def find_class_dir_files(split_dir: str, root: str) -> Tuple[List[ImageFile], Li
                 rejected.append(Rejected(child_rel, "unexpected folder inside a class folder"))
             else:
                 files.append(ImageFile(child.path, child_rel, entry.name))
-    entries = _listdir(split_dir)
-    if not files and not any(is_synset(entry.name) for entry in entries):
+        if len(files) == num_files:
+            empty.append(relpath)
+    if not files and not any(kinds[entry.path][0] == DIRECTORY for entry in entries):
         hint = (" (extract the per-class .tar files first)"
                 if any(entry.name.endswith(".tar") for entry in entries) else "")
-        raise ValueError(f"{split_dir!r} holds no class folders: expected "
-                         f"{split_dir}/<wnid>/*.JPEG with wnid like n01440764{hint}")
+        raise errors.InvalidInputError(
+                f"{split_dir!r} holds no class folders: expected "
+                f"{split_dir}/<class name>/<image files>, e.g. <wnid>/*.JPEG with "
+                f"wnid like n01440764 for ImageNet{hint}")
+    if empty:
+        raise errors.InvalidInputError(
+                f"class folder {os.path.join(root, empty[0])!r} holds no image files"
+                f"{f' (nor do {len(empty) - 1} others)' if len(empty) > 1 else ''}: "
+                "remove it, or add images of that class")
     return files, rejected
 
 
 def detect_val_layout(val_dir: str) -> str:
-    """Returns "by_class" when val_dir has synset folders, "flat" when it has files.
+    """Returns "by_class" when val_dir has synset folders or only folders, "flat" when
+    it has files (ImageNet's flat validation).
 
     Raises:
       ValueError: val_dir is empty.
@@ -199,8 +244,11 @@ def detect_val_layout(val_dir: str) -> str:
         return "by_class"
     if any(kind != DIRECTORY for kind in kinds.values()):
         return "flat"
-    raise ValueError(f"validation directory {val_dir!r} is empty: expected "
-                     f"{val_dir}/<wnid>/*.JPEG or {val_dir}/ILSVRC2012_val_00000001.JPEG ...")
+    if kinds:
+        return "by_class"
+    raise errors.InvalidInputError(
+            f"validation directory {val_dir!r} is empty: expected "
+            f"{val_dir}/<wnid>/*.JPEG or {val_dir}/ILSVRC2012_val_00000001.JPEG ...")
 
 
 def read_devkit_map(path: str) -> Dict[int, str]:
@@ -213,7 +261,7 @@ def read_devkit_map(path: str) -> Dict[int, str]:
         try:
             import scipy.io  # Optional: only for the devkit's MATLAB file.
         except ImportError:
-            raise ValueError(
+            raise errors.InvalidInputError(
                 f"reading {path!r} needs scipy, which is not installed; pass a text map instead "
                 "(one 'n01440764 <id>' pair per line, e.g. the ILSVRC2014 devkit's "
                 "map_clsloc.txt)") from None
@@ -229,8 +277,9 @@ def read_devkit_map(path: str) -> Dict[int, str]:
             if wnids and numbers:
                 mapping[int(numbers[0])] = wnids[0]
     if not mapping:
-        raise ValueError(f"{path!r} holds no '<wnid> <id>' pairs (expected lines like "
-                         "'n02119789 1 kit_fox')")
+        raise errors.InvalidInputError(
+                f"{path!r} holds no '<wnid> <id>' pairs (expected lines like "
+                "'n02119789 1 kit_fox')")
     return mapping
 
 
@@ -246,7 +295,7 @@ def read_ground_truth(path: str, devkit_map_path: Optional[str] = None):
       ValueError: a format the converter does not know, or devkit ids without a map.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"validation ground-truth file {path!r} not found")
+        raise errors.MissingInputError(f"validation ground-truth file {path!r} not found")
     with open(path) as f:
         text = f.read()
     if path.endswith(".csv") or text.startswith("ImageId"):
@@ -258,15 +307,18 @@ def read_ground_truth(path: str, devkit_map_path: Optional[str] = None):
         return lines, None
     if lines and all(line.isdigit() for line in lines):
         if not devkit_map_path:
-            raise ValueError(f"{path!r} holds devkit class ids (1..1000); also pass "
-                             "--devkit_map (the devkit's data/meta.mat or a text map)")
+            raise errors.InvalidInputError(
+                    f"{path!r} holds devkit class ids (1..1000); also pass "
+                    "--devkit_map (the devkit's data/meta.mat or a text map)")
         mapping = read_devkit_map(devkit_map_path)
         missing = sorted({int(line) for line in lines} - set(mapping))
         if missing:
-            raise ValueError(f"{devkit_map_path!r} does not map devkit ids {missing[:10]}")
+            raise errors.InvalidInputError(
+                    f"{devkit_map_path!r} does not map devkit ids {missing[:10]}")
         return [mapping[int(line)] for line in lines], None
-    raise ValueError(f"{path!r} is not a ground-truth file this converter knows: expected one "
-                     "synset per line, one devkit id per line, or LOC_val_solution.csv")
+    raise errors.InvalidInputError(
+            f"{path!r} is not a ground-truth file this converter knows: expected one "
+            "synset per line, one devkit id per line, or LOC_val_solution.csv")
 
 
 def label_flat_files(val_dir: str, root: str, by_line, by_name):
@@ -283,8 +335,9 @@ def label_flat_files(val_dir: str, root: str, by_line, by_name):
     numbers = [_TRAILING_NUMBER_RE.search(stem) for stem in stems]
     use_numbers = all(numbers) and len({int(m[1]) for m in numbers}) == len(numbers)
     if by_line is not None and not use_numbers and len(entries) != len(by_line):
-        raise ValueError(f"{val_dir!r} holds {len(entries)} files whose names carry no line "
-                         f"number, but the ground truth has {len(by_line)} lines")
+        raise errors.InvalidInputError(
+                f"{val_dir!r} holds {len(entries)} files whose names carry no line "
+                f"number, but the ground truth has {len(by_line)} lines")
     files, rejected = [], []
     for position, (entry, stem) in enumerate(zip(entries, stems)):
         relpath = os.path.relpath(entry.path, root)
@@ -326,7 +379,7 @@ def read_synset_names(path: str) -> Dict[str, str]:
             if is_synset(synset):
                 names[synset] = name.strip()
     if not names:
-        raise ValueError(f"{path!r} holds no 'n01440764 name' lines")
+        raise errors.InvalidInputError(f"{path!r} holds no 'n01440764 name' lines")
     return names
 
 
@@ -340,5 +393,6 @@ def read_synset_list(path: str) -> List[str]:
         synsets = [line.split()[0] for line in f if line.strip()]
     bad = [synset for synset in synsets if not is_synset(synset)]
     if bad or len(set(synsets)) != len(synsets):
-        raise ValueError(f"{path!r} must list distinct synset ids, one per line; got {bad[:5]}")
+        raise errors.InvalidInputError(
+                f"{path!r} must list distinct synset ids, one per line; got {bad[:5]}")
     return synsets
