@@ -357,3 +357,22 @@ def _check_policy(layer, x, policy):
         assert gradient is not None, (policy, name)
         gradient = tf.cast(gradient, tf.float32).numpy()
         assert np.all(np.isfinite(gradient)) and np.any(gradient != 0), (policy, name)
+
+
+# ------------------------------------------------------------------------------ tiny records
+
+@pytest.fixture(scope="session")
+def tiny_records(tmp_path_factory) -> str:
+    """A records directory of the real converter: the demo's first 3 classes, 8 training
+    and 2 validation images each (one training image truncated, so 23 are read),
+    shorter sides resized to 72."""
+    from alexnet_tf.data.imagenet import convert
+    from alexnet_tf.data.imagenet import demo
+    root = tmp_path_factory.mktemp("tiny_records")
+    images, _ = demo.make_demo_data(str(root / "images"), num_classes=3,
+                                    num_train_per_class=8, num_val_per_class=2, seed=1)
+    output = str(root / "records")
+    convert.convert(convert.ConvertOptions(
+            imagenet_dir=images, output_dir=output, train_shards=2, validation_shards=1,
+            resize=72, num_workers=1, show_progress=False))
+    return output

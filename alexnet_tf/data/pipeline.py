@@ -207,7 +207,7 @@ def _finish_batch(batch: dict, *, float_stage: Optional[Callable], training: boo
 def build_from_files(files: list, parse: Callable, *, global_batch_size: int, training: bool,
                      seed: int, stats: stats_lib.ImageStats, crop_size: int = 224,
                      resize_size: int = 256, mean_mode: str = "image", flip: bool = True,
-                     pca_std: float = 0.1, augment_on_device: bool = False,
+                     pca_std: float = preprocessing.PCA_STD, augment_on_device: bool = False,
                      ten_crop: bool = False, num_epochs: Optional[int] = None,
                      num_classes: Optional[int] = None,
                      shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, cycle_length: int = 16,

@@ -49,6 +49,8 @@ IMAGE_FORMATS = "JPEG, PNG, GIF (first frame) or BMP"
 # The paper's canonical image size and crop size.
 RESIZE_SIZE = 256
 CROP_SIZE = 224
+# The standard deviation of the PCA lighting coefficients alpha (section 4.1); 0 = none.
+PCA_STD = 0.1
 # Feature keys of a batch whose float work is left to the accelerator (augment_on_device).
 IMAGE_KEY = "image"  # uint8 (batch, S, S, 3)
 OFFSET_KEY = "offset"  # int32 (batch, 2): crop (y, x) in the canonical frame
@@ -129,7 +131,8 @@ _DRAWS_PER_IMAGE = 8
 
 
 def train_draws(seed: tf.Tensor, num_images, *, crop_size: int = CROP_SIZE,
-                resize_size: int = RESIZE_SIZE, flip: bool = True, pca_std: float = 0.1) -> dict:
+                resize_size: int = RESIZE_SIZE, flip: bool = True,
+                pca_std: float = PCA_STD) -> dict:
     """The random choices of training augmentation for `num_images` consecutive seeds.
 
     Image i of the result is drawn with the seed (seed[0], seed[1] + i), and what an
@@ -212,7 +215,7 @@ def decode_crop(image_bytes: tf.Tensor, offset: tf.Tensor, *, crop_size: int = C
 
 
 def train_crop(image_bytes: tf.Tensor, seed: tf.Tensor, *, crop_size: int = CROP_SIZE,
-               resize_size: int = RESIZE_SIZE, flip: bool = True, pca_std: float = 0.1,
+               resize_size: int = RESIZE_SIZE, flip: bool = True, pca_std: float = PCA_STD,
                square_jpeg: bool = False) -> dict:
     """The per-image, uint8 part of training augmentation: the random crop and its draws.
 
@@ -415,7 +418,7 @@ def _warn_if_no_mean_image(stats: stats_lib.ImageStats, mean_mode: str) -> None:
 
 def preprocess_for_train(image_bytes: tf.Tensor, seed: tf.Tensor, *,
                          stats: stats_lib.ImageStats, crop_size: int = CROP_SIZE,
-                         mean_mode: str = "image", flip: bool = True, pca_std: float = 0.1,
+                         mean_mode: str = "image", flip: bool = True, pca_std: float = PCA_STD,
                          augment_on_device: bool = False, resize_size: int = RESIZE_SIZE):
     """The paper's training augmentation for one image.
 

@@ -3,6 +3,9 @@
 import numpy as np
 
 PACKAGE = "alexnet_tf"  # Keras registration package of every alexnet_tf layer.
+# The hidden-layer non-linearities the builders offer: the paper's ReLU (section 3.1) and
+# the saturating tanh it is compared with (Figure 1).
+ACTIVATIONS = ("relu", "tanh")
 
 
 def check_devices(devices, groups: int, layer_name: str):

@@ -3,7 +3,14 @@
 Every builder returns a functional `keras.Model` mapping float32 images
 (batch, S, S, 3), already mean-subtracted on the 0..255 pixel scale, to float32 logits
 (batch, num_classes); the softmax belongs to the loss. Layers are named conv1..conv5,
-norm1, norm2 (when LRN is on), pool1, pool2, pool5, fc6, fc7, fc8, dropout6, dropout7.
+norm1, norm2 (when LRN is on), pool1, pool2, pool5, conv6 (with `sixth_conv`), fc6, fc7,
+fc8, dropout6, dropout7.
+
+AlexNet's ablation switches, each a builder argument whose default is the paper's net:
+`activation` (relu | tanh, section 3.1), `pooling` (overlapping 3x3 stride 2 | non-
+overlapping 2x2 stride 2, section 3.4), `use_lrn` (section 3.3), `variant="half_one_tower"`
+(the one-GPU net of section 3.2), `sixth_conv` (section 6) and `dropout_rate` (section
+4.2). `cnn4` (nn/cnn4.py) is the four-layer net of the paper's Figure 1.
 
 `build_model(name=..., **kwargs)` is the entry used with a model spec (see run_dir.py).
 """
@@ -13,17 +20,28 @@ from typing import Optional, Sequence
 
 import keras
 
+from alexnet_tf.nn import cnn4
 from alexnet_tf.nn import init_presets
+from alexnet_tf.nn.layer_args import ACTIVATIONS
 from alexnet_tf.nn.layers import FullyConnected
 from alexnet_tf.nn.layers import GroupedConv2D
 from alexnet_tf.nn.layers import GroupedMaxPooling2D
 from alexnet_tf.nn.lrn import LRN_CONVENTIONS
 from alexnet_tf.nn.lrn import LocalResponseNormalization
 
-ALEXNET_VARIANTS = ("paper", "one_tower")
+ALEXNET_VARIANTS = ("paper", "one_tower", "half_one_tower")
+# Max-pooling windows (section 3.4): overlapping z=3, s=2 (the paper's) or z=2, s=2.
+POOLINGS = {"overlapping": (3, 2), "non_overlapping": (2, 2)}
+POOLING_NAMES = tuple(POOLINGS)
 # Feature-map widths: conv1..conv5, then the two hidden fully-connected layers.
 PAPER_WIDTHS = (96, 256, 384, 384, 256, 4096, 4096)
 ONE_TOWER_WIDTHS = (64, 192, 384, 256, 256, 4096, 4096)
+# The paper's one-GPU net (section 3.2 and its footnote): half the kernels of conv1..conv4
+# in a single tower; conv5 and the fully-connected layers keep the two-tower net's widths,
+# "so to make the two nets have approximately the same number of parameters".
+HALF_ONE_TOWER_WIDTHS = (48, 128, 192, 192, 256, 4096, 4096)
+ALEXNET_WIDTHS = {"paper": PAPER_WIDTHS, "one_tower": ONE_TOWER_WIDTHS,
+                  "half_one_tower": HALF_ONE_TOWER_WIDTHS}
 ZFNET_WIDTHS = (96, 256, 384, 384, 256, 4096, 4096)
 ZFNET_WIDE_WIDTHS = (96, 256, 512, 1024, 512, 4096, 4096)
 NUM_TOWERS = 2
@@ -70,13 +88,30 @@ def _widths(model_name: str, defaults: Sequence[int], widths: Optional[Sequence[
     return widths
 
 
-def _pool_size(size: int, pool_padding: str = "valid") -> int:
-    """Spatial size after a 3x3 stride-2 max-pool."""
-    return math.ceil(size / 2) if pool_padding == "same" else (size - 3) // 2 + 1
+def _pool_size(size: int, pool_padding: str = "valid", pooling: str = "overlapping") -> int:
+    """Spatial size after a stride-2 max-pool (3x3 overlapping or 2x2 non-overlapping)."""
+    window, stride = POOLINGS[pooling]
+    return math.ceil(size / stride) if pool_padding == "same" else (size - window) // stride + 1
 
 
-def _check_common_args(num_classes, dropout_rate, lrn_convention, init, lrn_k=LRN_K):
+def _pool5_size(conv1_size: int, pooling: str) -> int:
+    """pool5's side from conv1's: pool1, pool2 and pool5 each shrink it (the convolutions
+    between them keep the size)."""
+    size = conv1_size
+    for _ in range(3):
+        size = _pool_size(size, pooling=pooling)
+    return size
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, received {value!r}")
+
+
+def _check_common_args(num_classes, dropout_rate, lrn_convention, init, lrn_k=LRN_K,
+                       activation="relu"):
     """Checks the arguments every builder shares, before any weight is created."""
+    _check_choice("activation", activation, ACTIVATIONS)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, received {num_classes!r}")
     if not (isinstance(dropout_rate, (int, float)) and 0.0 <= dropout_rate < 1.0):
@@ -96,7 +131,7 @@ def _check_min_size(model_name: str, input_size: int, final_size: int, rule: str
                          f"empty; {rule}")
 
 
-def _paper_conv1_padding(input_size: int):
+def _paper_conv1_padding(input_size: int, pooling: str = "overlapping"):
     """Zero padding before conv1 that gives the paper's 55x55 from 224 (and keeps 227 as is).
 
     conv1 is 11x11 stride 4 "valid": out = (S + pad - 11) / 4 + 1. From 227, 55 with no
@@ -114,16 +149,16 @@ def _paper_conv1_padding(input_size: int):
         raise ValueError(f"alexnet: conv1 (11x11 stride 4) cannot tile input_size={input_size} "
                          f"exactly; {rule}")
     conv1 = (input_size + (3 if padding else 0) - 11) // 4 + 1
-    _check_min_size("alexnet", input_size, _pool_size(_pool_size(_pool_size(conv1))), rule)
+    _check_min_size("alexnet", input_size, _pool5_size(conv1, pooling), rule)
     return padding
 
 
-def _classifier(x, widths, num_classes, dropout_rate, init):
+def _classifier(x, widths, num_classes, dropout_rate, init, activation="relu"):
     """pool5 features -> fc6 -> dropout -> fc7 -> dropout -> fc8 logits (float32)."""
     x = keras.layers.Flatten(name="flatten")(x)  # (batch, 6*6*256) at full size
     for index, width in ((6, widths[5]), (7, widths[6])):
         name = f"fc{index}"
-        x = FullyConnected(width, activation="relu", name=name,
+        x = FullyConnected(width, activation=activation, name=name,
                            **_init(init, name))(x)
         x = keras.layers.Dropout(dropout_rate, name=f"dropout{index}")(x)
     # dtype float32: the logits (and so the loss) stay float32 under mixed precision.
@@ -142,61 +177,106 @@ def _lrn(name, use_lrn, lrn_convention, groups=1, devices=None, lrn_bfloat16=Fal
                                       devices=devices, name=name)
 
 
-def _pool(name, tower_devices):
-    """3x3 stride-2 overlapping max-pool; per tower when the towers have devices."""
+def _pool(name, tower_devices, pooling="overlapping"):
+    """Max-pool (3x3 or 2x2, stride 2); per tower when the towers have devices."""
+    window, stride = POOLINGS[pooling]
     if tower_devices:
-        return GroupedMaxPooling2D(3, 2, groups=NUM_TOWERS, devices=tower_devices, name=name)
-    return keras.layers.MaxPooling2D(3, 2, name=name)
+        return GroupedMaxPooling2D(window, stride, groups=NUM_TOWERS, devices=tower_devices,
+                                   name=name)
+    return keras.layers.MaxPooling2D(window, stride, name=name)
+
+
+def _tower_conv(filters, kernel_size, name, towers, init, **kwargs):
+    """A convolution split in `towers["groups"]` towers; a plain one for a single tower."""
+    if towers["groups"] == 1:
+        kwargs.pop("split_input", None)
+        return keras.layers.Conv2D(filters, kernel_size, name=name, **kwargs,
+                                   **_init(init, name))
+    return GroupedConv2D(filters, kernel_size, name=name, **towers, **kwargs,
+                         **_init(init, name))
+
+
+def _sixth_conv(x, width, init, activation):
+    """Section 6's extra layer "over the last pooling layer": 3x3, pool5's width, "same".
+
+    It reads pool5 and keeps its shape, so fc6 is unchanged; one tower (every kernel sees
+    all of pool5's maps, like conv3), initialised as conv5. (batch, 6, 6, 256)
+    """
+    return keras.layers.Conv2D(width, 3, padding="same", activation=activation, name="conv6",
+                               **init_presets.initializer_args(init, "conv5"))(x)
 
 
 def _paper_features(x, widths, use_lrn, lrn_convention, tower_devices, init,
-                    lrn_bfloat16=False, lrn_k=LRN_K, lrn_across_towers=False):
-    """The paper's two-tower conv1..pool5. x: (batch, 227, 227, 3) -> (batch, 6, 6, 256)."""
-    towers = dict(groups=NUM_TOWERS, devices=tower_devices)
+                    lrn_bfloat16=False, lrn_k=LRN_K, lrn_across_towers=False,
+                    activation="relu", pooling="overlapping", num_towers=NUM_TOWERS):
+    """The paper's conv1..pool5. x: (batch, 227, 227, 3) -> (batch, 6, 6, 256).
+
+    Two towers (section 3.2), or with num_towers=1 the same layers in one tower (the
+    paper's one-GPU net, given its widths).
+    """
+    towers = dict(groups=num_towers, devices=tower_devices)
+    act = dict(activation=activation)
     # conv1: both towers see the whole image, 48 kernels each. (batch, 55, 55, 96)
-    x = GroupedConv2D(widths[0], 11, strides=4, activation="relu", split_input=False,
-                      name="conv1", **towers, **_init(init, "conv1"))(x)
+    x = _tower_conv(widths[0], 11, "conv1", towers, init, strides=4, split_input=False,
+                    **act)(x)
     # The paper normalises and pools each tower's maps on its own GPU; LRN's window
     # stays inside a tower in every mode so one-device and two-device nets agree.
     # Caffe's bvlc_alexnet normalises across all maps (lrn_across_towers).
     lrn = dict(lrn_bfloat16=lrn_bfloat16, lrn_k=lrn_k,
                **(dict(groups=1, devices=None) if lrn_across_towers else towers))
     for layer in (_lrn("norm1", use_lrn, lrn_convention, **lrn),
-                  _pool("pool1", tower_devices)):  # (batch, 27, 27, 96)
+                  _pool("pool1", tower_devices, pooling)):  # (batch, 27, 27, 96)
         x = layer(x) if layer is not None else x
-    x = GroupedConv2D(widths[1], 5, padding="same", activation="relu", name="conv2",
-                      **towers, **_init(init, "conv2"))(x)  # (batch, 27, 27, 256)
+    x = _tower_conv(widths[1], 5, "conv2", towers, init, padding="same",
+                    **act)(x)  # (batch, 27, 27, 256)
     for layer in (_lrn("norm2", use_lrn, lrn_convention, **lrn),
-                  _pool("pool2", tower_devices)):  # (batch, 13, 13, 256)
+                  _pool("pool2", tower_devices, pooling)):  # (batch, 13, 13, 256)
         x = layer(x) if layer is not None else x
     # conv3 is where the towers exchange: every kernel sees all 256 maps. (batch, 13, 13, 384)
-    x = keras.layers.Conv2D(widths[2], 3, padding="same", activation="relu", name="conv3",
+    x = keras.layers.Conv2D(widths[2], 3, padding="same", name="conv3", **act,
                             **_init(init, "conv3"))(x)
-    x = GroupedConv2D(widths[3], 3, padding="same", activation="relu", name="conv4",
-                      **towers, **_init(init, "conv4"))(x)  # (batch, 13, 13, 384)
-    x = GroupedConv2D(widths[4], 3, padding="same", activation="relu", name="conv5",
-                      **towers, **_init(init, "conv5"))(x)  # (batch, 13, 13, 256)
-    return _pool("pool5", tower_devices)(x)  # (batch, 6, 6, 256)
+    x = _tower_conv(widths[3], 3, "conv4", towers, init, padding="same",
+                    **act)(x)  # (batch, 13, 13, 384)
+    x = _tower_conv(widths[4], 3, "conv5", towers, init, padding="same",
+                    **act)(x)  # (batch, 13, 13, 256)
+    return _pool("pool5", tower_devices, pooling)(x)  # (batch, 6, 6, 256)
 
 
-def _one_tower_features(x, widths, input_size, init):
+def _one_tower_features(x, widths, input_size, init, activation="relu",
+                        pooling="overlapping"):
     """torchvision's single-tower conv1..pool5 (no LRN). 224 -> (batch, 6, 6, 256)."""
     # torchvision pads conv1 by 2 on every side: (224 + 4 - 11) // 4 + 1 = 55.
     conv1 = (input_size + 4 - 11) // 4 + 1
-    _check_min_size("alexnet(one_tower)", input_size,
-                    _pool_size(_pool_size(_pool_size(conv1))), "use input_size >= 63")
+    _check_min_size("alexnet(one_tower)", input_size, _pool5_size(conv1, pooling),
+                    "use input_size >= 63")
+    act = dict(activation=activation)
     x = keras.layers.ZeroPadding2D(2, name="conv1_pad")(x)
-    x = keras.layers.Conv2D(widths[0], 11, strides=4, activation="relu", name="conv1",
+    x = keras.layers.Conv2D(widths[0], 11, strides=4, name="conv1", **act,
                             **_init(init, "conv1"))(x)  # (batch, 55, 55, 64)
-    x = keras.layers.MaxPooling2D(3, 2, name="pool1")(x)  # (batch, 27, 27, 64)
-    x = keras.layers.Conv2D(widths[1], 5, padding="same", activation="relu", name="conv2",
+    x = _pool("pool1", None, pooling)(x)  # (batch, 27, 27, 64)
+    x = keras.layers.Conv2D(widths[1], 5, padding="same", name="conv2", **act,
                             **_init(init, "conv2"))(x)  # (batch, 27, 27, 192)
-    x = keras.layers.MaxPooling2D(3, 2, name="pool2")(x)  # (batch, 13, 13, 192)
+    x = _pool("pool2", None, pooling)(x)  # (batch, 13, 13, 192)
     for index in (3, 4, 5):  # (batch, 13, 13, 384 / 256 / 256)
         name = f"conv{index}"
-        x = keras.layers.Conv2D(widths[index - 1], 3, padding="same", activation="relu",
-                                name=name, **_init(init, name))(x)
-    return keras.layers.MaxPooling2D(3, 2, name="pool5")(x)  # (batch, 6, 6, 256)
+        x = keras.layers.Conv2D(widths[index - 1], 3, padding="same", name=name, **act,
+                                **_init(init, name))(x)
+    return _pool("pool5", None, pooling)(x)  # (batch, 6, 6, 256)
+
+
+def _check_alexnet_args(variant, pooling, tower_devices, lrn_across_towers):
+    _check_choice("alexnet: variant", variant, ALEXNET_VARIANTS)
+    _check_choice("alexnet: pooling", pooling, POOLING_NAMES)
+    if tower_devices is not None and (isinstance(tower_devices, str)
+                                      or len(tower_devices) != NUM_TOWERS):
+        raise ValueError(f"alexnet: tower_devices must be {NUM_TOWERS} device names, received "
+                         f"{tower_devices!r}")
+    if tower_devices is not None and variant != "paper":
+        raise ValueError(f"alexnet: tower_devices needs variant='paper' (the only two-tower "
+                         f"net), received variant={variant!r}")
+    if lrn_across_towers and variant != "paper":
+        raise ValueError(f"alexnet: lrn_across_towers needs variant='paper' (the only net "
+                         f"whose LRN has towers), received variant={variant!r}")
 
 
 def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 224,
@@ -205,20 +285,25 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
             lrn_convention: str = "paper", lrn_bfloat16: bool = False,
             init: str = "paper", name: Optional[str] = None,
             widths: Optional[Sequence[int]] = None, lrn_k: float = LRN_K,
-            lrn_across_towers: bool = False) -> keras.Model:
+            lrn_across_towers: bool = False, activation: str = "relu",
+            pooling: str = "overlapping", sixth_conv: bool = False) -> keras.Model:
     """Builds AlexNet.
 
     Args:
       num_classes: number of output logits (1000 for ImageNet).
       variant: "paper": the NIPS 2012 two-tower net, 96-256-384-384-256 kernels with
         conv2, conv4, conv5 grouped in two towers, LRN after conv1 and conv2; 60,965,224
-        parameters with 1000 classes. "one_tower": the single-GPU 64-192-384-256-256
-        net without LRN used by torchvision and TF-Slim (61,100,840 parameters).
-      input_size: S of the (S, S, 3) input. Paper variant: S % 4 in (0, 3) and S >= 64;
+        parameters with 1000 classes. "half_one_tower": the paper's one-GPU comparison
+        net (section 3.2), the same layers in a single tower with 48-128-192-192-256
+        kernels and fc 4096-4096 (the paper halves conv1..conv4 only; footnote 2);
+        59,798,312 parameters. "one_tower": the single-GPU 64-192-384-256-256 net
+        without LRN used by torchvision and TF-Slim (61,100,840 parameters).
+      input_size: S of the (S, S, 3) input. Paper variants: S % 4 in (0, 3) and S >= 64;
         224 is zero-padded (1 top/left, 2 bottom/right) to 227 so conv1 gives 55x55; 227
         needs no padding. One-tower variant: S >= 63 (conv1 pads 2 on every side).
-      dropout_rate: dropout after fc6 and fc7 (paper: 0.5).
-      use_lrn: whether the paper variant has norm1 and norm2 (ignored for one_tower).
+      dropout_rate: dropout after fc6 and fc7 (paper: 0.5; 0 is the "without dropout" of
+        section 4.2).
+      use_lrn: whether the paper variants have norm1 and norm2 (ignored for one_tower).
       tower_devices: two device names, e.g. ("/GPU:0", "/GPU:1"), to place each tower's
         variables and ops for conv1, norm1, pool1, conv2, norm2, pool2, conv4, conv5 and
         pool5 (paper variant only; conv3 and the fc layers use the default device). The
@@ -231,7 +316,8 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
       init: the initialisation preset (`init_presets.PRESETS`): "paper" (section 5:
         weights N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6 and fc7), or what the
         released code used: "cuda_convnet2", "caffe".
-      name: model name; default "alexnet" or "alexnet_one_tower".
+      name: model name; default "alexnet", "alexnet_half_one_tower" or
+        "alexnet_one_tower".
       widths: the 7 widths conv1..conv5, fc6, fc7 (instead of the variant's, scaled by
         width_multiplier), e.g. read from a weight file; the paper variant needs even
         conv widths.
@@ -239,6 +325,12 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
       lrn_across_towers: paper variant: LRN's window spans all of norm1's 96 and norm2's
         256 maps, as in Caffe's single-GPU bvlc_alexnet, instead of staying within each
         tower's half (the paper's two GPUs).
+      activation: the non-linearity of every conv and hidden fc layer: "relu" (section
+        3.1) or "tanh" (the saturating neuron it is compared with, Figure 1).
+      pooling: "overlapping" (z=3, s=2, section 3.4) or "non_overlapping" (z=2, s=2).
+        From 224 both give 27-13-6; at other sizes fc6's input follows pool5's size.
+      sixth_conv: add conv6 over pool5 (section 6's net for the 10,184-class ImageNet):
+        3x3 "same", pool5's width, the same activation, so fc6 is unchanged.
 
     Returns:
       An uncompiled keras.Model: (batch, S, S, 3) float32 -> (batch, num_classes) logits.
@@ -246,33 +338,27 @@ def alexnet(num_classes: int = 1000, variant: str = "paper", input_size: int = 2
     Raises:
       ValueError: an argument is out of range (the message says which and why).
     """
-    _check_common_args(num_classes, dropout_rate, lrn_convention, init, lrn_k)
-    if variant not in ALEXNET_VARIANTS:
-        raise ValueError(f"alexnet: variant must be one of {ALEXNET_VARIANTS}, "
-                         f"received {variant!r}")
-    if tower_devices is not None and (isinstance(tower_devices, str)
-                                      or len(tower_devices) != NUM_TOWERS):
-        raise ValueError(f"alexnet: tower_devices must be {NUM_TOWERS} device names, received "
-                         f"{tower_devices!r}")
-    if tower_devices is not None and variant != "paper":
-        raise ValueError(f"alexnet: tower_devices needs variant='paper' (the only two-tower "
-                         f"net), received variant={variant!r}")
-    if lrn_across_towers and variant != "paper":
-        raise ValueError(f"alexnet: lrn_across_towers needs variant='paper' (the only net "
-                         f"with LRN), received variant={variant!r}")
+    _check_common_args(num_classes, dropout_rate, lrn_convention, init, lrn_k, activation)
+    _check_alexnet_args(variant, pooling, tower_devices, lrn_across_towers)
     inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="images")
-    if variant == "paper":
-        widths = _widths("alexnet", PAPER_WIDTHS, widths, width_multiplier, towers=True)
-        padding = _paper_conv1_padding(input_size)
+    if variant == "one_tower":
+        widths = _widths("alexnet(one_tower)", ALEXNET_WIDTHS[variant], widths,
+                         width_multiplier)
+        x = _one_tower_features(inputs, widths, input_size, init, activation, pooling)
+    else:
+        two_towers = variant == "paper"
+        widths = _widths(f"alexnet({variant})", ALEXNET_WIDTHS[variant], widths,
+                         width_multiplier, towers=two_towers)
+        padding = _paper_conv1_padding(input_size, pooling)
         x = keras.layers.ZeroPadding2D(padding, name="conv1_pad")(inputs) if padding else inputs
         x = _paper_features(x, widths, use_lrn, lrn_convention,
                             tuple(tower_devices) if tower_devices else None, init, lrn_bfloat16,
-                            lrn_k, bool(lrn_across_towers))
-    else:
-        widths = _widths("alexnet(one_tower)", ONE_TOWER_WIDTHS, widths, width_multiplier)
-        x = _one_tower_features(inputs, widths, input_size, init)
-    logits = _classifier(x, widths, num_classes, dropout_rate, init)
-    default_name = "alexnet" if variant == "paper" else "alexnet_one_tower"
+                            lrn_k, bool(lrn_across_towers), activation, pooling,
+                            num_towers=NUM_TOWERS if two_towers else 1)
+    if sixth_conv:
+        x = _sixth_conv(x, widths[4], init, activation)
+    logits = _classifier(x, widths, num_classes, dropout_rate, init, activation)
+    default_name = "alexnet" if variant == "paper" else f"alexnet_{variant}"
     return keras.Model(inputs, logits, name=name or default_name)
 
 
@@ -340,14 +426,14 @@ def zfnet(num_classes: int = 1000, wide: bool = False, input_size: int = 224,
     return keras.Model(inputs, logits, name=name or ("zfnet_wide" if wide else "zfnet"))
 
 
-MODEL_BUILDERS = {"alexnet": alexnet, "zfnet": zfnet}
+MODEL_BUILDERS = {"alexnet": alexnet, "zfnet": zfnet, "cnn4": cnn4.cnn4}
 
 
 def build_model(name: str = "alexnet", **kwargs) -> keras.Model:
     """Builds a model by name: build_model("alexnet", num_classes=10, variant="paper").
 
     Args:
-      name: "alexnet" or "zfnet".
+      name: "alexnet", "zfnet" or "cnn4" (Figure 1's four-layer net, nn/cnn4.py).
       **kwargs: passed to the builder.
 
     Returns:
@@ -372,14 +458,17 @@ def layer_settings(spec: dict) -> dict:
       spec: a model spec {"name": ..., **builder kwargs} (see run_dir.py).
 
     Returns:
-      {"model", "variant" (AlexNet) or "zfnet_wide" (ZFNet), "widths" (7 integers)}.
+      {"model", "variant" (AlexNet) or "zfnet_wide" (ZFNet), "widths" (7 integers; cnn4:
+      its 3 conv widths)}.
     """
     name = spec.get("name", "alexnet")
     widths = spec.get("widths")
     multiplier = spec.get("width_multiplier", 1.0)
+    if name == "cnn4":
+        return dict(model=name, widths=cnn4.scaled_widths(multiplier))
     if name == "alexnet":
         variant = spec.get("variant", "paper")
-        defaults = PAPER_WIDTHS if variant == "paper" else ONE_TOWER_WIDTHS
+        defaults = ALEXNET_WIDTHS[variant]
         settings = dict(model=name, variant=variant)
     else:
         wide = bool(spec.get("wide", False))
@@ -399,12 +488,12 @@ def lrn_settings(spec: dict) -> dict:
       spec: a model spec {"name": ..., **builder kwargs} (see run_dir.py).
 
     Returns:
-      {} for a net that has no LRN layers (one_tower); {"use_lrn": False} when they are
+      {} for a net that has no LRN layers (one_tower, cnn4); {"use_lrn": False} when they are
       off; else use_lrn, lrn_convention, lrn_k and, for AlexNet, lrn_across_towers, with
       the builders' defaults filled in.
     """
     name = spec.get("name", "alexnet")
-    if name == "alexnet" and spec.get("variant", "paper") != "paper":
+    if name == "cnn4" or (name == "alexnet" and spec.get("variant", "paper") == "one_tower"):
         return {}
     if not spec.get("use_lrn", True):
         return {"use_lrn": False}

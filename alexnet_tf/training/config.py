@@ -17,6 +17,7 @@ from typing import Optional, Tuple
 from alexnet_tf import atomic
 from alexnet_tf import run_dir
 from alexnet_tf.data import preprocessing
+from alexnet_tf.data import schema
 from alexnet_tf.distributed import cluster
 from alexnet_tf.distributed import service
 from alexnet_tf.distributed import strategy as strategy_lib
@@ -37,8 +38,15 @@ OPTIMIZERS = optimizer.OPTIMIZERS
 LR_SCALINGS = schedules.LR_SCALINGS
 COMMUNICATIONS = cluster.COMMUNICATIONS
 LRN_CONVENTIONS = models.LRN_CONVENTIONS
+ACTIVATIONS = models.ACTIVATIONS
+POOLINGS = models.POOLING_NAMES
 # Settings of this module alone.
 DATA_SOURCES = ("records", "tfds")
+EVAL_SPLITS = (schema.VALIDATION, schema.TRAIN)
+# The model options only some networks have: {option: the networks that have it}.
+MODEL_OPTIONS = {"activation": ("alexnet", "cnn4"), "pooling": ("alexnet",),
+                 "sixth_conv": ("alexnet",), "dropout_rate": ("alexnet", "zfnet"),
+                 "use_lrn": ("alexnet", "zfnet")}
 AUGMENT_ON = ("host", "device")
 
 # Settings a resumed run may change: where things are and how the run is executed,
@@ -86,6 +94,9 @@ class TrainConfig:
     flip: bool = _field(True, "Mirror training images horizontally with probability 1/2, as "
                         "the paper does; --noflip for data whose mirror image is another "
                         "class (digits, text).")
+    pca_std: float = _field(preprocessing.PCA_STD, "Standard deviation of the PCA lighting "
+                            "coefficients added to training images (section 4.1: 0.1); 0 "
+                            "turns the lighting off.")
     accept_changed_data: bool = _field(False, "Train on shards that differ from what the "
                                        "converter's manifest records (replaced, truncated "
                                        "or extra files); by default that is an error "
@@ -103,8 +114,18 @@ class TrainConfig:
     demo_dir: str = _field("demo/images", "Where --make_demo_data writes the raw demo images.")
     # Model.
     model: str = _field("alexnet", "Network.", choices=MODELS)
-    variant: str = _field("paper", "AlexNet variant: the paper's two-tower net or the "
-                          "one-tower torchvision net.", choices=VARIANTS)
+    variant: str = _field("paper", "AlexNet variant: paper (the two-tower net), "
+                          "half_one_tower (the paper's one-GPU net: conv1..conv4 halved in "
+                          "one tower, section 3.2) or one_tower (torchvision's net).",
+                          choices=VARIANTS)
+    activation: str = _field("relu", "AlexNet and cnn4: the non-linearity of every hidden "
+                             "layer, relu (section 3.1) or tanh (Figure 1).",
+                             choices=ACTIVATIONS)
+    pooling: str = _field("overlapping", "AlexNet: max-pool windows, overlapping (3x3 "
+                          "stride 2, section 3.4) or non_overlapping (2x2 stride 2).",
+                          choices=POOLINGS)
+    sixth_conv: bool = _field(False, "AlexNet: a sixth convolutional layer over pool5 "
+                              "(3x3, pool5's width; section 6).")
     lrn_bfloat16: bool = _field(False, "With --precision=mixed_bfloat16, compute LRN in "
                                 "bfloat16 (faster on CPUs with bf16) instead of float32.")
     zfnet_wide: bool = _field(False, "ZFNet with 512-1024-512 conv3..conv5.")
@@ -198,6 +219,10 @@ class TrainConfig:
     max_steps: int = _field(0, "Stop after this many steps in all (0 = num_epochs).")
     steps_per_epoch: int = _field(0, "0 = training images // batch_size.")
     eval_steps: int = _field(0, "Validation batches per evaluation; 0 = the whole set.")
+    eval_split: str = _field("validation", "The split evaluated at each epoch's end (the "
+                             "plateau schedule and train_history.json read it): validation, "
+                             "or train for the training error of the paper's Figure 1 "
+                             "(centre crops, no dropout).", choices=EVAL_SPLITS)
     # Transfer learning.
     init_checkpoint: str = _field("", "A model_dir or checkpoint prefix to initialise from "
                                   "(layers whose shapes match).")
@@ -224,7 +249,9 @@ class TrainConfig:
                               ("precision", PRECISIONS), ("mean_mode", MEAN_MODES),
                               ("augment_on", AUGMENT_ON), ("lr_scaling", LR_SCALINGS),
                               ("init", INIT_PRESETS), ("lrn_convention", LRN_CONVENTIONS),
-                              ("communication", COMMUNICATIONS)):
+                              ("communication", COMMUNICATIONS),
+                              ("activation", ACTIVATIONS), ("pooling", POOLINGS),
+                              ("eval_split", EVAL_SPLITS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         for name in ("batch_size", "num_epochs", "input_size", "checkpoint_every_steps",
@@ -257,6 +284,9 @@ class TrainConfig:
             raise ValueError("lrn_across_towers needs --model=alexnet --variant=paper (the "
                              f"two-tower net), got model={self.model!r} "
                              f"variant={self.variant!r}")
+        if not self.pca_std >= 0:
+            raise ValueError(f"pca_std must be >= 0, got {self.pca_std!r}")
+        self._check_model_options()
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
         if self.lr_base_batch_size < 1 or self.warmup_epochs < 0:
@@ -294,6 +324,15 @@ class TrainConfig:
             raise ValueError("data_dir is required (a directory of TFRecords from "
                              "tools/convert_imagenet.py) unless --synthetic_data")
 
+    def _check_model_options(self) -> None:
+        """Raises ValueError for a model option set away from its default on a network
+        that does not have it."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name, networks in MODEL_OPTIONS.items():
+            if getattr(self, name) != defaults[name] and self.model not in networks:
+                raise ValueError(f"{name} is an option of {' and '.join(networks)} only, got "
+                                 f"{name}={getattr(self, name)!r} with model={self.model!r}")
+
     def learning_rate_multipliers(self) -> dict:
         """lr_multipliers as {layer name: factor}.
 
@@ -323,6 +362,12 @@ class TrainConfig:
         """
         if self.num_classes < 1:
             raise ValueError("num_classes is 0: resolve it from the data (labels.json) first")
+        if self.model == "cnn4":
+            spec = dict(name=self.model, num_classes=self.num_classes,
+                        input_size=self.input_size, width_multiplier=self.width_multiplier)
+            if self.activation != "relu":
+                spec["activation"] = self.activation
+            return spec
         spec = dict(name=self.model, num_classes=self.num_classes, input_size=self.input_size,
                     dropout_rate=self.dropout_rate, use_lrn=self.use_lrn,
                     width_multiplier=self.width_multiplier)
@@ -340,6 +385,13 @@ class TrainConfig:
             spec["lrn_across_towers"] = True
         if self.model == "alexnet":
             spec["variant"] = self.variant
+            # The ablation switches, also only when set away from the paper's net.
+            if self.activation != "relu":
+                spec["activation"] = self.activation
+            if self.pooling != "overlapping":
+                spec["pooling"] = self.pooling
+            if self.sixth_conv:
+                spec["sixth_conv"] = True
         else:
             spec["wide"] = self.zfnet_wide
         return spec

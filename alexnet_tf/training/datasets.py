@@ -102,8 +102,8 @@ def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "")
     return Datasets(train_augment=_train_augment(config, common),
             train=train,
             validation=lambda: input_pipeline.build_dataset(
-                    config.data_dir, schema.VALIDATION, training=False, **common,
-                    **_skip_args(skipped, schema.VALIDATION)),
+                    config.data_dir, config.eval_split, training=False, **common,
+                    **_skip_args(skipped, config.eval_split)),
             num_train_examples=_num_train_examples(config.data_dir), num_classes=num_classes,
             labels_file=os.path.join(config.data_dir, schema.LABELS_FILE),
             skipped=skipped or {})
@@ -138,7 +138,8 @@ def _pipeline_args(config: config_lib.TrainConfig, num_classes: int, context) ->
 
 def _augment_args(config: config_lib.TrainConfig) -> dict:
     """The training-only augmentation settings of the pipeline."""
-    return dict(augment_on_device=config.augment_on == "device", flip=config.flip)
+    return dict(augment_on_device=config.augment_on == "device", flip=config.flip,
+                pca_std=config.pca_std)
 
 
 def _train_augment(config: config_lib.TrainConfig, common: dict) -> Optional[Callable]:
@@ -177,7 +178,7 @@ def _tfds_datasets(config: config_lib.TrainConfig, context, model_dir: str) -> D
     return Datasets(
             train=train, train_augment=_train_augment(config, common),
             validation=lambda: tfds_input.build_tfds_dataset(
-                    config.tfds_data_dir, schema.VALIDATION, training=False, **common,
-                    **_skip_args(skipped, schema.VALIDATION)),
+                    config.tfds_data_dir, config.eval_split, training=False, **common,
+                    **_skip_args(skipped, config.eval_split)),
             num_train_examples=num_train, num_classes=num_classes, labels=labels,
             skipped=skipped or {})

@@ -147,13 +147,17 @@ def test_receptive_field_tables_of_every_architecture_and_of_a_run(viz_run):
     titles = [table.splitlines()[0] for table in tables]
     assert titles == ["alexnet, variant=paper, input 224x224",
                       "alexnet, variant=one_tower, input 224x224",
+                      "alexnet, variant=half_one_tower, input 224x224",
                       "alexnet, variant=paper, input 227x227", "zfnet, input 224x224"]
     conv2 = {title: next(line.split() for line in table.splitlines()
                          if line.startswith("conv2 "))
              for title, table in zip(titles, tables)}
     # size, jump, start of conv2 (tests/nn/test_receptive_fields.py derives them).
-    assert conv2[titles[2]][3:6] == ["51", "8", "-16"]
-    assert conv2[titles[3]][3:6] == ["27", "8", "-1"]
+    assert conv2["alexnet, variant=paper, input 227x227"][3:6] == ["51", "8", "-16"]
+    assert conv2["zfnet, input 224x224"][3:6] == ["27", "8", "-1"]
+    # The one-GPU net has the two-tower net's layers, so its fields: 224 pads 1 first.
+    assert conv2["alexnet, variant=half_one_tower, input 224x224"][3:6] == [
+            "51", "8", "-17"]
     # The run's net: 67 = 3 mod 4, so no padding; conv1 (67 - 11) / 4 + 1 = 15 wide.
     table = viz_tools.receptive_field_tables(viz_run["loaded"])
     assert "input 67x67" in table.splitlines()[0]
