@@ -13,8 +13,6 @@ import tensorflow as tf
 
 from alexnet_tf.data import damaged_shards
 from alexnet_tf.data import schema
-from alexnet_tf.data.imagenet import convert as imagenet_convert
-from alexnet_tf.data.imagenet import demo as demo_data
 from alexnet_tf.training import config as config_lib
 from alexnet_tf.training import loop
 from alexnet_tf.training import summaries
@@ -22,17 +20,10 @@ from alexnet_tf.training import summaries
 DAMAGED = schema.shard_name(schema.TRAIN, 1, 2)
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    """3 classes x 8 training / 2 validation images, converted by the real converter."""
-    root = tmp_path_factory.mktemp("records")
-    images, _ = demo_data.make_demo_data(str(root / "images"), num_classes=3,
-                                         num_train_per_class=8, num_val_per_class=2, seed=1)
-    output = str(root / "records")
-    imagenet_convert.convert(imagenet_convert.ConvertOptions(
-            imagenet_dir=images, output_dir=output, train_shards=2, validation_shards=1,
-            resize=72, num_workers=1, show_progress=False))
-    return output
+@pytest.fixture
+def records(tiny_records):
+    """The session's tiny records (conftest): 3 classes, converted by the real converter."""
+    return tiny_records
 
 
 @pytest.fixture

@@ -17,8 +17,6 @@ import keras
 import numpy as np
 import pytest
 
-from alexnet_tf.data.imagenet import convert as imagenet_convert
-from alexnet_tf.data.imagenet import demo as demo_data
 from alexnet_tf.distributed import strategy as strategy_lib
 from alexnet_tf.training import config as config_lib
 from alexnet_tf.training import loop
@@ -26,17 +24,10 @@ from alexnet_tf.training import loop
 SUBPROCESS_TIMEOUT = 120  # seconds; a hung child fails the test instead of the suite
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    """3 classes x 8 training / 2 validation images, converted by the real converter."""
-    root = tmp_path_factory.mktemp("e2e")
-    images, _ = demo_data.make_demo_data(str(root / "images"), num_classes=3,
-                                         num_train_per_class=8, num_val_per_class=2, seed=1)
-    output = str(root / "records")
-    imagenet_convert.convert(imagenet_convert.ConvertOptions(
-            imagenet_dir=images, output_dir=output, train_shards=2, validation_shards=1,
-            resize=72, num_workers=1, show_progress=False))
-    return output
+@pytest.fixture
+def records(tiny_records):
+    """The session's tiny records (conftest): 3 classes, converted by the real converter."""
+    return tiny_records
 
 
 def _tiny_config(data_dir, **overrides):
