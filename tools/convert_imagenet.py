@@ -15,10 +15,10 @@ from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-u
 
 import os  # noqa: E402
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
 from alexnet_tf.data import image_header  # noqa: E402
 from alexnet_tf.data.imagenet import convert as imagenet_convert  # noqa: E402
 from alexnet_tf.data.imagenet import manifest as imagenet_manifest  # noqa: E402
@@ -76,7 +76,8 @@ _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 
 
 def main(argv):
-    del argv  # Unused.
+    if len(argv) > 1:
+        raise errors.InvalidInputError(f"unexpected arguments: {argv[1:]}")
     options = imagenet_convert.ConvertOptions(
         imagenet_dir=_IMAGENET_DIR.value, output_dir=_OUTPUT_DIR.value,
         splits=tuple(_SPLITS.value), train_shards=_TRAIN_SHARDS.value,
@@ -97,4 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run_command(main)

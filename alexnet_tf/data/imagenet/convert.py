@@ -33,6 +33,7 @@ import PIL
 import tensorflow as tf
 
 from alexnet_tf import atomic
+from alexnet_tf import errors
 from alexnet_tf.data import image_header
 from alexnet_tf.data import schema
 from alexnet_tf.data.imagenet import files as imagenet_files
@@ -69,16 +70,19 @@ class ConvertOptions:
     def __post_init__(self):
         bad_splits = set(self.splits) - set(schema.SPLITS)
         if not self.splits or bad_splits:
-            raise ValueError(f"splits must be a non-empty subset of {schema.SPLITS}, "
-                             f"got {self.splits!r}")
+            raise errors.InvalidInputError(f"splits must be a non-empty subset of {schema.SPLITS}, "
+                                           f"got {self.splits!r}")
         for name in ("train_shards", "validation_shards", "num_workers"):
             if not 1 <= getattr(self, name) <= 99_999:
-                raise ValueError(f"{name} must be in 1..99999, got {getattr(self, name)}")
+                raise errors.InvalidInputError(
+                        f"{name} must be in 1..99999, got {getattr(self, name)}")
         if self.val_layout not in ("auto", "by_class", "flat"):
-            raise ValueError(f"val_layout must be auto, by_class or flat, got {self.val_layout!r}")
+            raise errors.InvalidInputError(
+                    f"val_layout must be auto, by_class or flat, got {self.val_layout!r}")
         if self.resize < 0 or not 1 <= self.quality <= 100:
-            raise ValueError(f"need resize >= 0 and quality in 1..100, got {self.resize}, "
-                             f"{self.quality}")
+            raise errors.InvalidInputError(
+                    f"need resize >= 0 and quality in 1..100, got {self.resize}, "
+                    f"{self.quality}")
         image_header.check_max_pixels(self.max_pixels, recode.LARGEST_MAX_PIXELS)
 
 
@@ -123,7 +127,7 @@ def _split_files(options: ConvertOptions, split: str):
     """Returns (files, rejected, source_description) for one split."""
     split_dir = os.path.join(options.imagenet_dir, SPLIT_DIRS[split])
     if not os.path.isdir(split_dir):
-        raise FileNotFoundError(
+        raise errors.MissingInputError(
             f"no {split} directory {split_dir!r}: expected --imagenet_dir to hold "
             f"{SPLIT_DIRS[split]}/ (or choose the splits to convert with --splits)")
     layout = "by_class" if split == schema.TRAIN else options.val_layout
@@ -142,7 +146,7 @@ def _split_files(options: ConvertOptions, split: str):
     files, rejected = imagenet_files.label_flat_files(split_dir, options.imagenet_dir,
                                                       by_line, by_name)
     if not files and not rejected:
-        raise ValueError(f"validation directory {split_dir!r} holds no files")
+        raise errors.InvalidInputError(f"validation directory {split_dir!r} holds no files")
     return files, rejected, f"flat, labels from {labels_path}"
 
 
@@ -163,11 +167,12 @@ def _class_list(options: ConvertOptions, files_by_split: dict) -> List[str]:
         synsets = sorted({item.synset for item in files_by_split[schema.VALIDATION]})
     synsets = sorted(synsets)  # Labels are positions in sorted order (see schema.py).
     if existing is not None and existing != synsets:
-        raise ValueError(f"{existing_path} holds a different class list ({len(existing)} "
-                         f"classes) than this conversion ({len(synsets)}): use another "
-                         "--output_dir or pass the same classes")
+        raise errors.InvalidInputError(
+                f"{existing_path} holds a different class list ({len(existing)} "
+                f"classes) than this conversion ({len(synsets)}): use another "
+                "--output_dir or pass the same classes")
     if not synsets:
-        raise ValueError(f"no images found under {options.imagenet_dir!r}")
+        raise errors.InvalidInputError(f"no images found under {options.imagenet_dir!r}")
     return synsets
 
 
@@ -192,7 +197,7 @@ def _check_output_dir(output_dir: str, tasks: List[ShardTask]) -> None:
     for name in sorted(os.listdir(output_dir)):
         parsed = schema.parse_shard_name(name)
         if parsed and parsed[0] in splits and name not in expected:
-            raise ValueError(
+            raise errors.InvalidInputError(
                 f"{output_dir!r} already holds {name}, from a conversion with another shard "
                 "count; the input pipeline would read both. Use an empty --output_dir or "
                 "remove the old shards")
@@ -332,8 +337,9 @@ def convert(options: ConvertOptions) -> ConvertResult:
       ValueError: empty or mis-laid input, unknown formats, or an output directory that
         holds shards of another conversion.
     """
-    if not os.path.isdir(options.imagenet_dir):
-        raise FileNotFoundError(f"--imagenet_dir {options.imagenet_dir!r} is not a directory")
+    errors.check_directory(options.imagenet_dir, "--imagenet_dir",
+                           "train/<wnid>/*.JPEG and/or val/")
+    errors.check_output_directory(options.output_dir, "--output_dir")
     os.makedirs(options.output_dir, exist_ok=True)
     files, rejected, sources = {}, {}, {}
     for split in options.splits:

@@ -34,6 +34,8 @@ import re
 import stat
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from alexnet_tf import errors
+
 _SYNSET_RE = re.compile(r"^n\d{8}$")
 _TRAILING_NUMBER_RE = re.compile(r"(\d+)$")
 NAMES_FILES = ("LOC_synset_mapping.txt", "synset_words.txt")
@@ -183,8 +185,8 @@ def find_class_dir_files(split_dir: str, root: str) -> Tuple[List[ImageFile], Li
     if not files and not any(is_synset(entry.name) for entry in entries):
         hint = (" (extract the per-class .tar files first)"
                 if any(entry.name.endswith(".tar") for entry in entries) else "")
-        raise ValueError(f"{split_dir!r} holds no class folders: expected "
-                         f"{split_dir}/<wnid>/*.JPEG with wnid like n01440764{hint}")
+        raise errors.InvalidInputError(f"{split_dir!r} holds no class folders: expected "
+                                       f"{split_dir}/<wnid>/*.JPEG with wnid like n01440764{hint}")
     return files, rejected
 
 
@@ -199,8 +201,9 @@ def detect_val_layout(val_dir: str) -> str:
         return "by_class"
     if any(kind != DIRECTORY for kind in kinds.values()):
         return "flat"
-    raise ValueError(f"validation directory {val_dir!r} is empty: expected "
-                     f"{val_dir}/<wnid>/*.JPEG or {val_dir}/ILSVRC2012_val_00000001.JPEG ...")
+    raise errors.InvalidInputError(
+            f"validation directory {val_dir!r} is empty: expected "
+            f"{val_dir}/<wnid>/*.JPEG or {val_dir}/ILSVRC2012_val_00000001.JPEG ...")
 
 
 def read_devkit_map(path: str) -> Dict[int, str]:
@@ -213,7 +216,7 @@ def read_devkit_map(path: str) -> Dict[int, str]:
         try:
             import scipy.io  # Optional: only for the devkit's MATLAB file.
         except ImportError:
-            raise ValueError(
+            raise errors.InvalidInputError(
                 f"reading {path!r} needs scipy, which is not installed; pass a text map instead "
                 "(one 'n01440764 <id>' pair per line, e.g. the ILSVRC2014 devkit's "
                 "map_clsloc.txt)") from None
@@ -229,8 +232,9 @@ def read_devkit_map(path: str) -> Dict[int, str]:
             if wnids and numbers:
                 mapping[int(numbers[0])] = wnids[0]
     if not mapping:
-        raise ValueError(f"{path!r} holds no '<wnid> <id>' pairs (expected lines like "
-                         "'n02119789 1 kit_fox')")
+        raise errors.InvalidInputError(
+                f"{path!r} holds no '<wnid> <id>' pairs (expected lines like "
+                "'n02119789 1 kit_fox')")
     return mapping
 
 
@@ -246,7 +250,7 @@ def read_ground_truth(path: str, devkit_map_path: Optional[str] = None):
       ValueError: a format the converter does not know, or devkit ids without a map.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"validation ground-truth file {path!r} not found")
+        raise errors.MissingInputError(f"validation ground-truth file {path!r} not found")
     with open(path) as f:
         text = f.read()
     if path.endswith(".csv") or text.startswith("ImageId"):
@@ -258,15 +262,18 @@ def read_ground_truth(path: str, devkit_map_path: Optional[str] = None):
         return lines, None
     if lines and all(line.isdigit() for line in lines):
         if not devkit_map_path:
-            raise ValueError(f"{path!r} holds devkit class ids (1..1000); also pass "
-                             "--devkit_map (the devkit's data/meta.mat or a text map)")
+            raise errors.InvalidInputError(
+                    f"{path!r} holds devkit class ids (1..1000); also pass "
+                    "--devkit_map (the devkit's data/meta.mat or a text map)")
         mapping = read_devkit_map(devkit_map_path)
         missing = sorted({int(line) for line in lines} - set(mapping))
         if missing:
-            raise ValueError(f"{devkit_map_path!r} does not map devkit ids {missing[:10]}")
+            raise errors.InvalidInputError(
+                    f"{devkit_map_path!r} does not map devkit ids {missing[:10]}")
         return [mapping[int(line)] for line in lines], None
-    raise ValueError(f"{path!r} is not a ground-truth file this converter knows: expected one "
-                     "synset per line, one devkit id per line, or LOC_val_solution.csv")
+    raise errors.InvalidInputError(
+            f"{path!r} is not a ground-truth file this converter knows: expected one "
+            "synset per line, one devkit id per line, or LOC_val_solution.csv")
 
 
 def label_flat_files(val_dir: str, root: str, by_line, by_name):
@@ -283,8 +290,9 @@ def label_flat_files(val_dir: str, root: str, by_line, by_name):
     numbers = [_TRAILING_NUMBER_RE.search(stem) for stem in stems]
     use_numbers = all(numbers) and len({int(m[1]) for m in numbers}) == len(numbers)
     if by_line is not None and not use_numbers and len(entries) != len(by_line):
-        raise ValueError(f"{val_dir!r} holds {len(entries)} files whose names carry no line "
-                         f"number, but the ground truth has {len(by_line)} lines")
+        raise errors.InvalidInputError(
+                f"{val_dir!r} holds {len(entries)} files whose names carry no line "
+                f"number, but the ground truth has {len(by_line)} lines")
     files, rejected = [], []
     for position, (entry, stem) in enumerate(zip(entries, stems)):
         relpath = os.path.relpath(entry.path, root)
@@ -326,7 +334,7 @@ def read_synset_names(path: str) -> Dict[str, str]:
             if is_synset(synset):
                 names[synset] = name.strip()
     if not names:
-        raise ValueError(f"{path!r} holds no 'n01440764 name' lines")
+        raise errors.InvalidInputError(f"{path!r} holds no 'n01440764 name' lines")
     return names
 
 
@@ -340,5 +348,6 @@ def read_synset_list(path: str) -> List[str]:
         synsets = [line.split()[0] for line in f if line.strip()]
     bad = [synset for synset in synsets if not is_synset(synset)]
     if bad or len(set(synsets)) != len(synsets):
-        raise ValueError(f"{path!r} must list distinct synset ids, one per line; got {bad[:5]}")
+        raise errors.InvalidInputError(
+                f"{path!r} must list distinct synset ids, one per line; got {bad[:5]}")
     return synsets
