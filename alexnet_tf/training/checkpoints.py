@@ -243,9 +243,10 @@ def check_same_lrn(source_spec: dict, spec: dict, init_checkpoint: str) -> None:
             wanted.append(f"--{key if value else 'no' + key}" if isinstance(value, bool)
                           else f"--{key}={value:g}" if isinstance(value, float)
                           else f"--{key}={value}")
-    raise ValueError(f"--init_checkpoint={init_checkpoint} was trained with LRN settings "
-                     f"{source}, this run has {new}: pass {' '.join(wanted)} (or the "
-                     "model_flags.cfg flagfile of an imported model)")
+    raise errors.InvalidInputError(
+            f"--init_checkpoint={init_checkpoint} was trained with LRN settings "
+            f"{source}, this run has {new}: pass {' '.join(wanted)} (or the "
+            "model_flags.cfg flagfile of an imported model)")
 
 
 def initialize_from(model, init_checkpoint: str, build_model) -> list:
@@ -294,8 +295,9 @@ def freeze_all_but(model, trainable_layers: Sequence[str]) -> None:
     names = {layer.name for layer in model.layers}
     unknown = sorted(set(trainable_layers) - names)
     if unknown:
-        raise ValueError(f"trainable_layers: {unknown} are not layers of {model.name}; "
-                         f"layers with weights: {[l.name for l in model.layers if l.weights]}")
+        raise errors.InvalidInputError(
+                f"trainable_layers: {unknown} are not layers of {model.name}; "
+                f"layers with weights: {[l.name for l in model.layers if l.weights]}")
     for layer in model.layers:
         layer.trainable = layer.name in trainable_layers
 

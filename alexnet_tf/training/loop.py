@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import atomic
+from alexnet_tf import errors
 from alexnet_tf import run_dir
 from alexnet_tf.data import damaged_shards
 from alexnet_tf.data import schema
@@ -120,8 +121,8 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool,
     if config.num_classes == 0:
         config = dataclasses.replace(config, num_classes=datasets.num_classes)
     elif config.num_classes != datasets.num_classes:
-        raise ValueError(f"num_classes={config.num_classes} but the data has "
-                         f"{datasets.num_classes} classes")
+        raise errors.InvalidInputError(f"num_classes={config.num_classes} but the data has "
+                                       f"{datasets.num_classes} classes")
     saved = config_lib.load_saved(model_dir)
     if saved is not None:
         config_lib.check_compatible(saved, config)
@@ -161,8 +162,8 @@ def _build(config, model_dir: str, strategy, datasets: Datasets, task) -> _State
     """Creates the model, optimizer, counters, schedule, iterator and checkpoint."""
     keras.utils.set_random_seed(config.seed)  # Initialisation and dropout seeds.
     if config.batch_size % strategy.num_replicas_in_sync:
-        raise ValueError(f"batch_size={config.batch_size} must divide by the "
-                         f"{strategy.num_replicas_in_sync} replicas")
+        raise errors.InvalidInputError(f"batch_size={config.batch_size} must divide by the "
+                                       f"{strategy.num_replicas_in_sync} replicas")
     with strategy.scope():
         model = run_dir.build_model(dict(config.model_spec(), init=config.init),
                                     config.tower_devices)
