@@ -374,7 +374,7 @@ def verify_shards(data_dir: str, split: str) -> None:
     for name, shard in sorted(expected.items()):
         path = os.path.join(data_dir, name)
         if not os.path.exists(path):
-            raise errors.MissingInputError(
+            raise errors.InvalidInputError(  # The dataset changed, as for the others.
                     f"{path}: missing; the converter wrote it ({schema.MANIFEST_FILE}): "
                     f"{hint}")
         size = os.path.getsize(path)
