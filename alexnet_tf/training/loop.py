@@ -353,8 +353,7 @@ def _check_finite(loss: float, step: int, state: _State, task) -> None:
 
 def _last_good_text(prefix: Optional[str]) -> str:
     if prefix is None:
-        return ("no checkpoint is kept (none held weights that gave a finite loss), so a "
-                "rerun starts the run afresh")
+        return "no checkpoint is kept, so a rerun starts the run afresh"
     return f"the last good checkpoint is {prefix}, where a rerun resumes"
 
 
