@@ -350,8 +350,8 @@ _EXPORT_COMMAND_SCRIPT = textwrap.dedent("""
     try:
         export.main(["export"])
         raise AssertionError("members with different classes were exported")
-    except errors.InvalidInputError:  # run_command reports it in one line, exit status 2
-        pass
+    except errors.InvalidInputError as error:  # as run_command reports it, exit status 2
+        errors.report(error, "alexnet_tf.export")
     flags.FLAGS.model_dir = f"{first},{second}"
     assert export.main(["export"]) == 0
 """)
@@ -376,7 +376,7 @@ def ensemble_export(serving_run, ensemble_runs, tmp_path_factory):
 @pytest.mark.slow
 def test_export_refuses_members_with_other_classes(ensemble_runs, ensemble_export):
     lines = [line for line in ensemble_export["process"].stderr.splitlines()
-             if line.startswith("error:")]
+             if line.startswith("alexnet_tf.export: error:")]
     assert len(lines) == 1, ensemble_export["process"].stderr
     assert f"member 2 ({ensemble_runs['five_classes']['model_dir']}" in lines[0]
     assert "it scores 5 classes, member 1 6" in lines[0]
