@@ -188,7 +188,7 @@ def make_demo_data(output_dir: str, *, num_classes: int = 10, num_train_per_clas
                 if json.load(f) == settings:
                     return output_dir, False
         if not (overwrite and made_here):
-            raise errors.ExistingOutputError(
+            raise errors.InvalidInputError(
                     f"{output_dir!r} exists and is not empty; choose another "
                     "--output_dir (--overwrite only replaces an earlier demo dataset)")
     tmp_dir = output_dir.rstrip("/") + ".incomplete"
