@@ -50,6 +50,7 @@ import tempfile  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
 from alexnet_tf.bench import model as bench_model  # noqa: E402
 from alexnet_tf.bench import pipeline as bench_pipeline  # noqa: E402
 from alexnet_tf.bench import report as bench_report  # noqa: E402
@@ -279,9 +280,12 @@ def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"usage: python -m alexnet_tf.benchmark {{{','.join(COMMANDS)}}} "
                              f"[--flags]; got {argv[1:]}")
+    if FLAGS.data_dir is not None:  # input and trainability read converted records
+        errors.check_directory(FLAGS.data_dir, "--data_dir",
+                               "the output of tools/convert_imagenet.py")
     startup.tune_malloc()  # as the trainer does: measure what training runs
     COMMANDS[argv[1]]()
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run_command(main)

@@ -11,7 +11,8 @@ any of them, so no command trusts the state file or a checkpoint's name alone:
   newest_intact(directory)  the newest checkpoint that reads whole, and the newer ones
                             that do not
   set_aside(prefix)         renames a damaged checkpoint's files to corrupt-ckpt-<step>.*
-                            (nothing is deleted)
+                            (or, for weights that gave a non-finite loss,
+                            diverged-ckpt-<step>.*; nothing is deleted)
   read_state / write_state  the state file, which the trainer rewrites from the files
                             on disk when it is unreadable or names a damaged checkpoint
 
@@ -32,6 +33,7 @@ from alexnet_tf import errors
 CHECKPOINT_NAME = "ckpt"  # Checkpoints are <directory>/ckpt-<step>.
 STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's state file.
 CORRUPT_PREFIX = "corrupt-"  # What a damaged file's name gets in front when set aside.
+DIVERGED_PREFIX = "diverged-"  # The same for a checkpoint whose weights gave a NaN/Inf loss.
 _INDEX = re.compile(rf"^{CHECKPOINT_NAME}-(\d+)\.index$")
 
 
@@ -108,18 +110,23 @@ def newest_intact(directory: str) -> Tuple[Optional[str], List[Damaged]]:
     return None, damaged
 
 
-def set_aside(prefix: str) -> str:
-    """Renames the files of checkpoint `prefix` to corrupt-ckpt-<step>[-<n>].*.
+def set_aside(prefix: str, reason: str = CORRUPT_PREFIX) -> str:
+    """Renames the files of checkpoint `prefix` to <reason>ckpt-<step>[-<n>].*.
+
+    Args:
+      prefix: the checkpoint, .../ckpt-<step>.
+      reason: CORRUPT_PREFIX (its files do not read) or DIVERGED_PREFIX (its weights
+        gave a non-finite loss).
 
     Returns:
-      The new prefix (a free name: an earlier damaged copy is never overwritten).
+      The new prefix (a free name: an earlier copy set aside is never overwritten).
     """
     directory, name = os.path.split(prefix)
-    target = os.path.join(directory, CORRUPT_PREFIX + name)
+    target = os.path.join(directory, reason + name)
     number = 1
     while tf.io.gfile.glob(target + ".*"):
         number += 1
-        target = os.path.join(directory, f"{CORRUPT_PREFIX}{name}-{number}")
+        target = os.path.join(directory, f"{reason}{name}-{number}")
     for path in tf.io.gfile.glob(prefix + ".index") + tf.io.gfile.glob(prefix + ".data-*"):
         tf.io.gfile.rename(path, target + path[len(prefix):])
     return target

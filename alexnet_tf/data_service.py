@@ -33,6 +33,8 @@ import sys  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
+
 ROLES = ("dispatcher", "worker")
 
 FLAGS = flags.FLAGS
@@ -99,4 +101,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run_command(main)

@@ -19,9 +19,6 @@ eval-ensemble-<hash>[-10crop].json in the current directory).
 
 from alexnet_tf import startup  # First: quiets TensorFlow's start-up notices.
 
-import sys  # noqa: E402
-
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from alexnet_tf import errors  # noqa: E402
@@ -50,25 +47,20 @@ flags.mark_flag_as_required("data_dir")
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise errors.InvalidInputError(f"unexpected arguments: {argv[1:]}")
     from alexnet_tf.evaluation import classification
     from alexnet_tf.evaluation import metrics
     startup.tune_malloc()
-    try:
-        members = model_flags.load_members("evaluate")
-        output = _OUTPUT.value or classification.default_output(
-                members, model_flags.MODEL_DIR.value, _TEN_CROP.value)
-        ensemble_counts, member_counts = classification.run_members(
-                _DATA_DIR.value, members, output=output, ten_crop=_TEN_CROP.value,
-                batch_size=_BATCH_SIZE.value, max_batches=_MAX_BATCHES.value,
-                show_progress=_PROGRESS_BAR.value,
-                accept_changed_data=_ACCEPT_CHANGED_DATA.value,
-                skip_bad_records=_SKIP_BAD_RECORDS.value)
-    except errors.UsageError as error:  # e.g. a damaged shard, named in one line
-        return errors.report(error)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    errors.check_directory(_DATA_DIR.value, "--data_dir",
+                           "validation shards written by tools/convert_imagenet.py")
+    members = model_flags.load_members("evaluate")
+    output = _OUTPUT.value or classification.default_output(
+            members, model_flags.MODEL_DIR.value, _TEN_CROP.value)
+    ensemble_counts, member_counts = classification.run_members(
+            _DATA_DIR.value, members, output=output, ten_crop=_TEN_CROP.value,
+            batch_size=_BATCH_SIZE.value, max_batches=_MAX_BATCHES.value,
+            show_progress=_PROGRESS_BAR.value, accept_changed_data=_ACCEPT_CHANGED_DATA.value,
+            skip_bad_records=_SKIP_BAD_RECORDS.value)
     if ensemble_counts is None:
         print(f"{members[0].description} on {_DATA_DIR.value}")
         print(metrics.format_table(member_counts[0]))
@@ -83,4 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    errors.run_command(main)

@@ -23,11 +23,9 @@ alexnet_tf/serving/layout.py describes the signatures and the files beside the m
 
 from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)
 
-import sys  # noqa: E402
-
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
 from alexnet_tf import model_flags  # noqa: E402
 from alexnet_tf.data import image_header  # noqa: E402
 
@@ -51,21 +49,17 @@ flags.mark_flags_as_required(["export_dir"])
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise errors.InvalidInputError(f"unexpected arguments: {argv[1:]}")
     from alexnet_tf import ensemble
     from alexnet_tf.serving import saved_model
-    try:
-        members = model_flags.load_members("export", saved_model_allowed=False)
-        module = saved_model.ServingModule([member.keras_model for member in members],
-                                           members[0].settings, labels=members[0].labels,
-                                           max_pixels=_MAX_PIXELS.value)
-        path = saved_model.export(module, _EXPORT_DIR.value, _VERSION.value,
-                                  model_name=_MODEL_NAME.value, verify=_VERIFY.value,
-                                  members=ensemble.describe(members) if len(members) > 1
-                                  else None)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    errors.check_output_directory(_EXPORT_DIR.value, "--export_dir")
+    members = model_flags.load_members("export", saved_model_allowed=False)
+    module = saved_model.ServingModule([member.keras_model for member in members],
+                                       members[0].settings, labels=members[0].labels,
+                                       max_pixels=_MAX_PIXELS.value)
+    path = saved_model.export(module, _EXPORT_DIR.value, _VERSION.value,
+                              model_name=_MODEL_NAME.value, verify=_VERIFY.value,
+                              members=ensemble.describe(members) if len(members) > 1 else None)
     print(f"exported {path} ({members[0].description})" if len(members) == 1 else
           f"exported {path} (ensemble of {len(members)}: "
           f"{', '.join(member.path for member in members)})")
@@ -73,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    errors.run_command(main)

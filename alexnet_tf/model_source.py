@@ -74,7 +74,7 @@ class LoadedModel:
     def require_keras(self, tool: str):
         """Returns the Keras model, or raises a ValueError saying why `tool` needs one."""
         if self.keras_model is None:
-            raise ValueError(
+            raise errors.InvalidInputError(
                     f"{tool} needs the network's layers (weights and activations), which a "
                     "SavedModel's signatures do not expose: pass --model_dir=<the training "
                     "run> as well (its config.json gives the model; the SavedModel's weights "
@@ -120,11 +120,13 @@ def load(*, model_dir: Optional[str] = None, checkpoint: Optional[str] = None,
       FileNotFoundError: a missing run, checkpoint, SavedModel or statistics file.
     """
     if not (model_dir or saved_model):
-        raise ValueError("no model given: pass --model_dir (a training run) or --saved_model "
-                         "(an export)")
+        raise errors.InvalidInputError(
+                "no model given: pass --model_dir (a training run) or --saved_model "
+                "(an export)")
     if checkpoint and (saved_model or not model_dir):
-        raise ValueError("--checkpoint names a checkpoint of --model_dir; it cannot be used "
-                         "without --model_dir or with --saved_model")
+        raise errors.InvalidInputError(
+                "--checkpoint names a checkpoint of --model_dir; it cannot be used "
+                "without --model_dir or with --saved_model")
     if not saved_model:
         model, config, path = run_dir.restore_model(model_dir, checkpoint)
         settings = run_dir.eval_settings(config, model_dir=model_dir, stats_path=stats_path,
@@ -139,9 +141,10 @@ def _load_saved_model(version_dir: str, model_dir: Optional[str], stats_path: Op
                       mean_mode: Optional[str]) -> LoadedModel:
     loaded = tf.saved_model.load(version_dir)
     if layout.PREPROCESSED_SIGNATURE not in loaded.signatures:
-        raise ValueError(f"{version_dir!r} has no {layout.PREPROCESSED_SIGNATURE!r} signature "
-                         f"(it has {sorted(loaded.signatures)}): export it with "
-                         "`python -m alexnet_tf.export`")
+        raise errors.InvalidInputError(
+                f"{version_dir!r} has no {layout.PREPROCESSED_SIGNATURE!r} signature "
+                f"(it has {sorted(loaded.signatures)}): export it with "
+                "`python -m alexnet_tf.export`")
     signature = loaded.signatures[layout.PREPROCESSED_SIGNATURE]
     has_settings = os.path.exists(os.path.join(version_dir, layout.EXTRA_DIR,
                                                layout.SETTINGS_FILE))
@@ -183,6 +186,7 @@ def _keras_from_saved_model(version_dir: str, model_dir: str, signature, crop_si
     expected = signature(images=probe)["probabilities"].numpy()
     got = tf.nn.softmax(keras_model(probe, training=False)).numpy()
     if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-5):
-        raise ValueError(f"the model in {model_dir!r}/config.json does not reproduce "
-                         f"{version_dir!r}: pass the --model_dir it was exported from")
+        raise errors.InvalidInputError(
+                f"the model in {model_dir!r}/config.json does not reproduce "
+                f"{version_dir!r}: pass the --model_dir it was exported from")
     return keras_model

@@ -19,6 +19,7 @@ from typing import Sequence, TextIO  # noqa: E402
 
 from absl import app  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
 from alexnet_tf import model_flags  # noqa: E402
 from alexnet_tf.data import image_header  # noqa: E402
 from alexnet_tf.data import preprocessing  # noqa: E402
@@ -110,23 +111,20 @@ def main(argv):
         raise app.UsageError("predict runs an export's serving signature, as TF Serving "
                              "does: give --saved_model (export a run first with "
                              "`python -m alexnet_tf.export`)")
-    try:
-        saved_model = layout.resolve_version(model_flags.SAVED_MODEL.value)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    saved_model = layout.resolve_version(model_flags.SAVED_MODEL.value)
     import tensorflow as tf
     loaded = tf.saved_model.load(saved_model)
     if layout.SERVING_SIGNATURE not in loaded.signatures:
-        print(f"error: {saved_model!r} has no {layout.SERVING_SIGNATURE!r} signature; export "
-              "it with `python -m alexnet_tf.export`", file=sys.stderr)
-        sys.exit(2)
+        raise errors.InvalidInputError(
+                f"--saved_model={saved_model} has no {layout.SERVING_SIGNATURE!r} signature: "
+                "export it with `python -m alexnet_tf.export`")
     max_pixels = layout.load_max_pixels(saved_model) or image_header.DEFAULT_MAX_PIXELS
     num_failed = predict_files(loaded, paths, max_pixels=max_pixels)
     if num_failed:
         print(f"{num_failed} of {len(paths)} images failed", file=sys.stderr)
-        sys.exit(1)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run_command(main)

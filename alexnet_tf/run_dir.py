@@ -49,12 +49,17 @@ def read_config(model_dir: str) -> dict:
     """Returns the run configuration saved in `model_dir`.
 
     Raises:
-      FileNotFoundError: `model_dir` holds no config.json (not a run directory).
+      errors.MissingInputError: `model_dir` does not exist or holds no config.json (not a
+        run directory); errors.InvalidInputError: it is a file.
     """
+    errors.check_directory(model_dir, "--model_dir",
+                           "a run written by `python -m alexnet_tf.train` (config.json, "
+                           "checkpoints/)")
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path!r} not found: --model_dir must be a directory written by "
-                                "`python -m alexnet_tf.train`")
+        raise errors.MissingInputError(
+                f"{path!r} not found: --model_dir must be a directory written by "
+                "`python -m alexnet_tf.train`")
     with open(path) as f:
         return json.load(f)
 
@@ -195,7 +200,8 @@ def eval_settings(config: dict, *, model_dir: Optional[str] = None,
     stats_path = stats_lib.resolve_path(stats_path or recorded, config.get("data_dir"))
     mean_mode = mean_mode or config.get("mean_mode") or "image"
     if mean_mode not in preprocessing.MEAN_MODES:
-        raise ValueError(f"mean_mode must be one of {preprocessing.MEAN_MODES}, got {mean_mode!r}")
+        raise errors.InvalidInputError(
+                f"mean_mode must be one of {preprocessing.MEAN_MODES}, got {mean_mode!r}")
     return preprocessing.EvalSettings(
             stats=stats_lib.load_stats(stats_path), mean_mode=mean_mode,
             crop_size=int(config["model"].get("input_size", preprocessing.CROP_SIZE)),

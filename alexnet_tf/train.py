@@ -8,16 +8,14 @@ flags override it:
       --model_dir=runs/alexnet --strategy=mirrored
 
 A rerun with the same --model_dir resumes from its latest checkpoint. Exit status: 0 when
-done, 143 after a SIGTERM (a checkpoint was saved: rerun to continue), 2 on data that
-cannot be read (a damaged shard or a bad record, named; --skip_bad_records skips them),
-1 on a NaN loss or a bad setting.
+done, 143 after a SIGTERM (a checkpoint was saved: rerun to continue), 2 on a mistake in
+the input, reported in one line naming it (a missing or wrong flag, folder or file, data
+that cannot be read: a damaged shard or a bad record, which --skip_bad_records skips,
+or shards that differ from the converter's manifest), 1 on a NaN or Inf loss or weights.
 """
 
 from alexnet_tf import startup  # First: quiets TensorFlow's start-up notices.
 
-import sys  # noqa: E402
-
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
@@ -30,13 +28,12 @@ def config_from_flags(values=flags.FLAGS):
 
 
 def main(argv):
-    del argv  # Unused.
+    if len(argv) > 1:
+        raise errors.InvalidInputError(f"unexpected arguments: {argv[1:]}")
     startup.tune_malloc()  # Reuse large buffers between steps (see startup.py).
-    try:
-        config = config_from_flags()
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    config = config_from_flags()
+    model_dir = flags.FLAGS.model_dir
+    errors.check_output_directory(model_dir, "--model_dir")
     if config.deterministic:
         import tensorflow as tf  # Process-wide: set here, before any op runs.
         tf.config.experimental.enable_op_determinism()
@@ -48,14 +45,9 @@ def main(argv):
             logging.info("Demo images in %s converted into %s", config.demo_dir,
                          config.data_dir)
     try:
-        results = loop.train_and_evaluate(config, flags.FLAGS.model_dir)
+        results = loop.train_and_evaluate(config, model_dir)
     except loop.NonFiniteLossError as error:
         logging.error("%s", error)
-        return 1
-    except errors.UsageError as error:  # e.g. a damaged shard, named in one line
-        return errors.report(error)
-    except (ValueError, FileNotFoundError) as error:  # A bad setting or missing data.
-        print(f"error: {error}", file=sys.stderr)
         return 1
     if results["preempted"]:
         print(f"Stopped by SIGTERM at step {results['step']}; checkpoint saved in "
@@ -73,4 +65,4 @@ train_flags.define_flags(flags.FLAGS)
 flags.mark_flag_as_required("model_dir")
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    errors.run_command(main)

@@ -23,12 +23,12 @@ the model and the SavedModel's variables are loaded into it.
 from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-up notices)
 
 import os  # noqa: E402
-import sys  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
 from alexnet_tf import model_flags  # noqa: E402
 
 RECEPTIVE_FIELDS = "receptive_fields"
@@ -116,24 +116,14 @@ def main(argv):
     if argv[1] == RECEPTIVE_FIELDS:
         if len(argv) > 2:
             raise app.UsageError(f"unexpected arguments: {argv[2:]}")
-        try:
-            _receptive_fields()
-        except (ValueError, FileNotFoundError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(1)
+        _receptive_fields()
         return
     if not _OUTPUT.value or not _OUTPUT.value.lower().endswith(".png"):
         raise app.UsageError("--output must name the .png file to write")
-    try:
-        run(argv[1], argv[2:])
-    except (ValueError, FileNotFoundError, IndexError) as error:
-        # Bad input (a missing file, a tool the model source cannot serve...): say what, no
-        # traceback.
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run(argv[1], argv[2:])
     logging.info("wrote %s", _OUTPUT.value)
     print(_OUTPUT.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run_command(main)

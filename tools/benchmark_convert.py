@@ -31,11 +31,11 @@ import shutil  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
 from alexnet_tf.data.imagenet import demo as demo_data  # noqa: E402
 from alexnet_tf.data.imagenet import recode as image_recode  # noqa: E402
 from alexnet_tf.data.imagenet import convert as imagenet_convert  # noqa: E402
@@ -146,7 +146,9 @@ def time_convert(imagenet_dir: str, work_dir: str, num_workers: int):
 
 
 def main(argv):
-    del argv  # Unused.
+    if len(argv) > 1:
+        raise errors.InvalidInputError(f"unexpected arguments: {argv[1:]}")
+    errors.check_output_directory(_WORK_DIR.value, "--work_dir")
     os.makedirs(_WORK_DIR.value, exist_ok=True)
     imagenet_dir = make_dataset(_WORK_DIR.value)
     contents = _all_bytes(imagenet_dir)
@@ -203,4 +205,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run_command(main)

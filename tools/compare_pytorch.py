@@ -178,8 +178,9 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--torch_worker"]:
 
 # --------------------------------------------------------------------------- driver side
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from alexnet_tf import errors  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("torch_python", "/work/torchvenv/bin/python",
@@ -365,7 +366,12 @@ def format_rows(rows, spec, torch_version: str) -> str:
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise errors.InvalidInputError(f"unexpected arguments: {argv[1:]}")
+    if not os.access(FLAGS.torch_python, os.X_OK) or os.path.isdir(FLAGS.torch_python):
+        raise errors.MissingInputError(f"--torch_python={FLAGS.torch_python} is not an "
+                                       "executable file: expected a Python interpreter that "
+                                       "imports torch")
     import tempfile
     from alexnet_tf import startup
     if FLAGS.malloc_tuning:
@@ -397,4 +403,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run_command(main)

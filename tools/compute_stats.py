@@ -12,10 +12,10 @@ from alexnet_tf import startup  # noqa: F401 (first: quiets TensorFlow's start-u
 
 import os  # noqa: E402
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
 from alexnet_tf.data import schema  # noqa: E402
 from alexnet_tf.data import stats as stats_lib  # noqa: E402
 from alexnet_tf.data.imagenet import compute_stats as stats_compute  # noqa: E402
@@ -35,7 +35,10 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images summed at once.")
 
 
 def main(argv):
-    del argv  # Unused.
+    if len(argv) > 1:
+        raise errors.InvalidInputError(f"unexpected arguments: {argv[1:]}")
+    errors.check_directory(_DATA_DIR.value, "--data_dir",
+                           "the output of tools/convert_imagenet.py")
     stats = stats_compute.compute_stats(
         _DATA_DIR.value, split=_SPLIT.value, resize_size=_RESIZE.value,
         batch_size=_BATCH_SIZE.value, max_images=_MAX_IMAGES.value, show_progress=True)
@@ -47,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run_command(main)

@@ -87,7 +87,8 @@ _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 
 
 def main(argv):
-    del argv  # Unused.
+    if len(argv) > 1:
+        raise errors.InvalidInputError(f"unexpected arguments: {argv[1:]}")
     options = imagenet_convert.ConvertOptions(
         imagenet_dir=_IMAGENET_DIR.value, output_dir=_OUTPUT_DIR.value,
         splits=tuple(_SPLITS.value), train_shards=_TRAIN_SHARDS.value,

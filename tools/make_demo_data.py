@@ -10,9 +10,9 @@ validation_labels.txt, LOC_synset_mapping.txt, and one CMYK JPEG, one PNG named 
 one grayscale JPEG and one truncated file. See alexnet_tf/data/imagenet/demo.py.
 """
 
-from absl import app
 from absl import flags
 
+from alexnet_tf import errors
 from alexnet_tf.data.imagenet import demo as demo_data
 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder to create.", required=True)
@@ -28,7 +28,9 @@ _OVERWRITE = flags.DEFINE_boolean(
 
 
 def main(argv):
-    del argv  # Unused.
+    if len(argv) > 1:
+        raise errors.InvalidInputError(f"unexpected arguments: {argv[1:]}")
+    errors.check_output_directory(_OUTPUT_DIR.value, "--output_dir")
     path, made = demo_data.make_demo_data(
         _OUTPUT_DIR.value, num_classes=_NUM_CLASSES.value,
         num_train_per_class=_NUM_TRAIN.value, num_val_per_class=_NUM_VAL.value,
@@ -37,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    errors.run_command(main)

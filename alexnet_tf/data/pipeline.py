@@ -45,6 +45,7 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import errors
 from alexnet_tf.data import bad_records
 from alexnet_tf.data import chunk_decode
 from alexnet_tf.data import damaged_shards
@@ -66,8 +67,9 @@ def list_shards(data_dir: str, split: str) -> list:
     pattern = os.path.join(data_dir, schema.shard_glob(split))
     files = sorted(glob.glob(pattern))
     if not files:
-        raise FileNotFoundError(f"no {split!r} shards in {data_dir!r} (expected files matching "
-                                f"{schema.shard_glob(split)!r}, written by tools/convert_imagenet.py)")
+        raise errors.MissingInputError(
+                f"no {split!r} shards in {data_dir!r} (expected files matching "
+                f"{schema.shard_glob(split)!r}, written by tools/convert_imagenet.py)")
     return files
 
 
@@ -102,8 +104,9 @@ def _shard_files(files: list, input_context) -> list:
         return files
     num = input_context.num_input_pipelines
     if len(files) < num:
-        raise ValueError(f"{len(files)} shard files cannot feed {num} input pipelines: "
-                         "sharding is by file, so write at least one shard per pipeline")
+        raise errors.InvalidInputError(
+                f"{len(files)} shard files cannot feed {num} input pipelines: "
+                "sharding is by file, so write at least one shard per pipeline")
     return files[input_context.input_pipeline_id::num]
 
 
@@ -371,19 +374,23 @@ def verify_shards(data_dir: str, split: str) -> None:
     for name, shard in sorted(expected.items()):
         path = os.path.join(data_dir, name)
         if not os.path.exists(path):
-            raise ValueError(f"{path}: missing; the converter wrote it ({schema.MANIFEST_FILE}): "
-                             f"{hint}")
+            raise errors.InvalidInputError(  # The dataset changed, as for the others.
+                    f"{path}: missing; the converter wrote it ({schema.MANIFEST_FILE}): "
+                    f"{hint}")
         size = os.path.getsize(path)
         if shard.get("num_bytes") is not None and size != shard["num_bytes"]:
-            raise ValueError(f"{path}: {size} bytes, but the converter wrote {shard['num_bytes']} "
-                             f"({shard['num_images']} images): the shard was changed; {hint}")
+            raise errors.InvalidInputError(
+                    f"{path}: {size} bytes, but the converter wrote {shard['num_bytes']} "
+                    f"({shard['num_images']} images): the shard was changed; {hint}")
         if size == 0 and shard.get("num_images"):
-            raise ValueError(f"{path}: empty, but the converter wrote {shard['num_images']} "
-                             f"images into it: {hint}")
+            raise errors.InvalidInputError(
+                    f"{path}: empty, but the converter wrote {shard['num_images']} "
+                    f"images into it: {hint}")
     for path in list_shards(data_dir, split):
         if os.path.basename(path) not in expected:
-            raise ValueError(f"{path}: a {split} shard the converter did not write "
-                             f"({schema.MANIFEST_FILE} lists {len(expected)}): {hint}")
+            raise errors.InvalidInputError(
+                    f"{path}: a {split} shard the converter did not write "
+                    f"({schema.MANIFEST_FILE} lists {len(expected)}): {hint}")
 
 
 def num_records(data_dir: str, split: str) -> Optional[int]:

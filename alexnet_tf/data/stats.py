@@ -30,6 +30,7 @@ from typing import Optional
 import numpy as np
 
 from alexnet_tf import atomic
+from alexnet_tf import errors
 
 STATS_FILE = "stats.npz"  # In a data directory, next to the shards.
 DEFAULT_STATS_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -108,14 +109,15 @@ def load_stats(path: Optional[str] = None) -> ImageStats:
     if os.path.isdir(path):
         path = os.path.join(path, STATS_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no statistics file at {path!r} (expected a .npz written by "
-                                "tools/compute_stats.py, or a .json like alexnet_tf/data/imagenet_stats.json)")
+        raise errors.MissingInputError(
+                f"no statistics file at {path!r} (expected a .npz written by "
+                "tools/compute_stats.py, or a .json like alexnet_tf/data/imagenet_stats.json)")
     if path.endswith(".json"):
         return _load_published(path)
     with np.load(path) as data:
         missing = {"mean_rgb", "eigval", "eigvec"} - set(data.files)
         if missing:
-            raise ValueError(f"statistics file {path!r} lacks {sorted(missing)}")
+            raise errors.InvalidInputError(f"statistics file {path!r} lacks {sorted(missing)}")
         return ImageStats(
             mean_rgb=data["mean_rgb"], eigval=data["eigval"], eigvec=data["eigvec"],
             mean_image=data["mean_image"] if "mean_image" in data.files else None,

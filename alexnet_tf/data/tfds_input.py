@@ -13,6 +13,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from alexnet_tf import errors
 from alexnet_tf.data import pipeline as input_pipeline
 from alexnet_tf.data import stats as stats_lib
 
@@ -32,14 +33,17 @@ def _tfds_builder(tfds_data_dir: str, dataset_name: str, split: str):
         try:
             builder = tfds.builder(dataset_name, data_dir=tfds_data_dir)
         except Exception as error:  # TFDS raises several types for a missing build.
-            raise FileNotFoundError(f"no prepared tensorflow-datasets {dataset_name!r} build "
-                                    f"under {tfds_data_dir!r} ({expected}): {error}") from error
+            raise errors.MissingInputError(
+                    f"no prepared tensorflow-datasets {dataset_name!r} build "
+                    f"under {tfds_data_dir!r} ({expected}): {error}") from error
     if not builder.info.splits:  # tfds.builder succeeds on an empty directory.
-        raise FileNotFoundError(f"no prepared tensorflow-datasets {dataset_name!r} build under "
-                                f"{tfds_data_dir!r} ({expected})")
+        raise errors.MissingInputError(
+                f"no prepared tensorflow-datasets {dataset_name!r} build under "
+                f"{tfds_data_dir!r} ({expected})")
     if split not in builder.info.splits:
-        raise ValueError(f"split {split!r} not in the TFDS build at {tfds_data_dir!r}; it has "
-                         f"{sorted(builder.info.splits)}")
+        raise errors.InvalidInputError(
+                f"split {split!r} not in the TFDS build at {tfds_data_dir!r}; it has "
+                f"{sorted(builder.info.splits)}")
     return builder
 
 

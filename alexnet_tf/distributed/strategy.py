@@ -23,6 +23,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from alexnet_tf import errors
 from alexnet_tf.distributed import cluster
 
 STRATEGY_NAMES = ("default", "one_device", "mirrored", "multi_worker")
@@ -40,8 +41,9 @@ def check_devices(devices: Sequence[str], what: str = "devices") -> None:
     for device in devices:
         key = device.split("device:")[-1].lstrip("/").upper()
         if device not in known and key not in short:
-            raise ValueError(f"{what}: {device!r} is not a device of this machine; known: "
-                             f"{sorted(short)}")
+            raise errors.InvalidInputError(
+                    f"{what}: {device!r} is not a device of this machine; known: "
+                    f"{sorted(short)}")
 
 
 def create_strategy(name: str, devices: Sequence[str] = (),
@@ -61,24 +63,27 @@ def create_strategy(name: str, devices: Sequence[str] = (),
     if name == "multi_worker":
         # Before anything else: the strategy must configure collectives at start-up.
         if devices:
-            raise ValueError(f"--devices={','.join(devices)} does not apply to "
-                             "--strategy=multi_worker, which uses every local GPU (or the CPU)")
+            raise errors.InvalidInputError(
+                    f"--devices={','.join(devices)} does not apply to "
+                    "--strategy=multi_worker, which uses every local GPU (or the CPU)")
         return cluster.multi_worker_strategy(communication)
     if devices:
         check_devices(devices)
     if name == "default":
         if devices:
-            raise ValueError(f"--devices={','.join(devices)} needs --strategy=one_device or "
-                             "mirrored, got --strategy=default")
+            raise errors.InvalidInputError(
+                    f"--devices={','.join(devices)} needs --strategy=one_device or "
+                    "mirrored, got --strategy=default")
         return tf.distribute.get_strategy()
     if name == "one_device":
         if len(devices) > 1:
-            raise ValueError(f"--strategy=one_device takes one device, got {devices!r}")
+            raise errors.InvalidInputError(
+                    f"--strategy=one_device takes one device, got {devices!r}")
         default = "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
         return tf.distribute.OneDeviceStrategy(devices[0] if devices else default)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices=list(devices) or None)
-    raise ValueError(f"strategy must be one of {STRATEGY_NAMES}, got {name!r}")
+    raise errors.InvalidInputError(f"strategy must be one of {STRATEGY_NAMES}, got {name!r}")
 
 
 def check_tower_devices(strategy: tf.distribute.Strategy, tower_devices: Sequence[str]) -> None:
@@ -87,7 +92,7 @@ def check_tower_devices(strategy: tf.distribute.Strategy, tower_devices: Sequenc
         return
     check_devices(tower_devices, "tower_devices")
     if strategy.num_replicas_in_sync > 1:
-        raise ValueError(
+        raise errors.InvalidInputError(
                 f"--tower_devices={','.join(tower_devices)} pins both towers to fixed devices, "
                 f"so it needs a single replica; got {strategy.num_replicas_in_sync} replicas "
                 "(use --strategy=default)")

@@ -31,6 +31,7 @@ import os
 from typing import List, Optional
 
 from alexnet_tf import atomic
+from alexnet_tf import errors
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data import schema
 from alexnet_tf.data import stats as stats_lib
@@ -80,9 +81,10 @@ def resolve_version(path: str, name: str = "--saved_model") -> str:
     versions = [version for version in existing_versions(path)
                 if is_version_dir(os.path.join(path, str(version)))]
     if not versions:
-        raise FileNotFoundError(f"{name}={path!r} is neither a SavedModel directory (no "
-                                f"{SAVED_MODEL_FILE}) nor an export directory holding versions "
-                                "1, 2, ... (written by `python -m alexnet_tf.export`)")
+        raise errors.MissingInputError(
+                f"{name}={path!r} is neither a SavedModel directory (no "
+                f"{SAVED_MODEL_FILE}) nor an export directory holding versions "
+                "1, 2, ... (written by `python -m alexnet_tf.export`)")
     return os.path.join(path, str(versions[-1]))
 
 
@@ -116,9 +118,10 @@ def load_settings(version_dir: str) -> preprocessing.EvalSettings:
     extra_dir = os.path.join(version_dir, EXTRA_DIR)
     path = os.path.join(extra_dir, SETTINGS_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no {EXTRA_DIR}/{SETTINGS_FILE} in {version_dir!r}: use a "
-                                "SavedModel written by `python -m alexnet_tf.export`, or pass "
-                                "--model_dir")
+        raise errors.MissingInputError(
+                f"no {EXTRA_DIR}/{SETTINGS_FILE} in {version_dir!r}: use a "
+                "SavedModel written by `python -m alexnet_tf.export`, or pass "
+                "--model_dir")
     with open(path) as f:
         values = json.load(f)
     return preprocessing.EvalSettings(

@@ -23,6 +23,7 @@ from typing import Optional
 import tensorflow as tf
 
 from alexnet_tf import ensemble
+from alexnet_tf import errors
 from alexnet_tf.data import image_header
 from alexnet_tf.data import preprocessing
 from alexnet_tf.nn import lrn
@@ -190,11 +191,12 @@ def export(module: ServingModule, export_dir: str, version: Optional[int] = None
     """
     version = layout.next_version(export_dir) if version is None else version
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"version must be a positive integer, got {version!r}")
+        raise errors.InvalidInputError(f"version must be a positive integer, got {version!r}")
     final_dir = os.path.join(export_dir, str(version))
     if os.path.exists(final_dir):
-        raise FileExistsError(f"{final_dir!r} already exists: choose another --version or "
-                              "leave it out to take the next free number")
+        raise errors.ExistingOutputError(
+                f"{final_dir!r} already exists: choose another --version or "
+                "leave it out to take the next free number")
     os.makedirs(export_dir, exist_ok=True)
     tmp_dir = os.path.join(export_dir, f"{_TMP_PREFIX}{version}-{os.getpid()}")
     try:
@@ -205,7 +207,7 @@ def export(module: ServingModule, export_dir: str, version: Optional[int] = None
         if verify:
             warmup.replay_warmup(tmp_dir)
         if os.path.exists(final_dir):  # Another export took the number meanwhile.
-            raise FileExistsError(f"{final_dir!r} appeared during the export")
+            raise errors.ExistingOutputError(f"{final_dir!r} appeared during the export")
         os.rename(tmp_dir, final_dir)  # Atomic on one file system.
     finally:
         if os.path.exists(tmp_dir):

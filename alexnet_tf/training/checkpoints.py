@@ -48,10 +48,14 @@ def make_checkpoint(*, model, optimizer, step, epoch, lr_schedule, iterator) -> 
 
 
 def all_finite(variables) -> bool:
-    """Whether every floating-point value in `variables` is finite (one reduction each)."""
+    """Whether every floating-point value in `variables` is finite.
+
+    One reduction per variable and one over their results, read back once: far cheaper
+    than writing the checkpoint it guards.
+    """
     checks = [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(variable)))
               for variable in variables if tf.as_dtype(variable.dtype).is_floating]
-    return bool(tf.reduce_all(checks).numpy()) if checks else True
+    return bool(tf.reduce_all(tf.stack(checks)).numpy()) if checks else True
 
 
 def remove_stale_temporaries(directory: str) -> list:
@@ -120,6 +124,33 @@ def resume_checkpoint(directory: str, repair: bool) -> Optional[str]:
     if path is not None and (damaged or state_problem):
         logging.warning("Resuming from %s, the newest checkpoint that reads whole", path)
     return path
+
+
+def set_aside_diverged(prefix: str) -> Optional[str]:
+    """Sets aside checkpoint `prefix`, whose weights gave a non-finite loss.
+
+    Its weights are finite (saves refuse others) but too large: the next step's loss,
+    computed from them before any update, was NaN or Inf, so resuming from it fails
+    again whatever the learning rate. Its files become diverged-ckpt-<step>.* and the
+    state file names the newest checkpoint left (or is removed when none is left).
+    Only the chief calls this.
+
+    Returns:
+      The newest checkpoint left, whose weights gave a finite loss; None when none is.
+    """
+    directory = os.path.dirname(prefix)
+    state, _ = checkpoint_files.read_state(directory)
+    moved = checkpoint_files.set_aside(prefix, checkpoint_files.DIVERGED_PREFIX)
+    logging.warning("Moved checkpoint %s, whose weights give a non-finite loss, to %s.*",
+                    prefix, moved)
+    remaining = checkpoint_files.on_disk(directory)
+    if remaining:
+        _rewrite_state(directory, state, remaining[-1])
+        return remaining[-1]
+    state_path = os.path.join(directory, checkpoint_files.STATE_FILE)
+    if tf.io.gfile.exists(state_path):
+        tf.io.gfile.remove(state_path)
+    return None
 
 
 def _rewrite_state(directory: str, state, latest: str) -> None:
@@ -232,9 +263,10 @@ def check_same_lrn(source_spec: dict, spec: dict, init_checkpoint: str) -> None:
             wanted.append(f"--{key if value else 'no' + key}" if isinstance(value, bool)
                           else f"--{key}={value:g}" if isinstance(value, float)
                           else f"--{key}={value}")
-    raise ValueError(f"--init_checkpoint={init_checkpoint} was trained with LRN settings "
-                     f"{source}, this run has {new}: pass {' '.join(wanted)} (or the "
-                     "model_flags.cfg flagfile of an imported model)")
+    raise errors.InvalidInputError(
+            f"--init_checkpoint={init_checkpoint} was trained with LRN settings "
+            f"{source}, this run has {new}: pass {' '.join(wanted)} (or the "
+            "model_flags.cfg flagfile of an imported model)")
 
 
 def initialize_from(model, init_checkpoint: str, build_model,
@@ -293,8 +325,9 @@ def freeze_all_but(model, trainable_layers: Sequence[str]) -> None:
     names = {layer.name for layer in model.layers}
     unknown = sorted(set(trainable_layers) - names)
     if unknown:
-        raise ValueError(f"trainable_layers: {unknown} are not layers of {model.name}; "
-                         f"layers with weights: {[l.name for l in model.layers if l.weights]}")
+        raise errors.InvalidInputError(
+                f"trainable_layers: {unknown} are not layers of {model.name}; "
+                f"layers with weights: {[l.name for l in model.layers if l.weights]}")
     for layer in model.layers:
         layer.trainable = layer.name in trainable_layers
 

@@ -15,6 +15,7 @@ import os
 from typing import Optional, Tuple
 
 from alexnet_tf import atomic
+from alexnet_tf import errors
 from alexnet_tf import run_dir
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data import schema
@@ -242,7 +243,14 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raises ValueError naming the first bad setting and what was expected."""
+        """Raises errors.InvalidInputError (a ValueError) naming the first bad setting and
+        what was expected: every setting comes from the user."""
+        try:
+            self._check_settings()
+        except ValueError as error:
+            raise errors.InvalidInputError(str(error)) from None
+
+    def _check_settings(self) -> None:
         for name, choices in (("model", MODELS), ("optimizer", OPTIMIZERS),
                               ("variant", VARIANTS), ("data_source", DATA_SOURCES),
                               ("lr_schedule", SCHEDULES), ("strategy", STRATEGIES),
@@ -321,7 +329,7 @@ class TrainConfig:
                 raise ValueError("make_demo_data writes converter records: it needs "
                                  "--data_source=records")
         elif not (self.data_dir or self.synthetic_data):
-            raise ValueError("data_dir is required (a directory of TFRecords from "
+            raise ValueError("--data_dir is required (a directory of TFRecords from "
                              "tools/convert_imagenet.py) unless --synthetic_data")
 
     def _check_model_options(self) -> None:
@@ -433,7 +441,8 @@ def check_compatible(saved: dict, config: TrainConfig) -> None:
       config: the new run's (resolved) configuration.
 
     Raises:
-      ValueError: listing every setting that differs and may not change on resume.
+      errors.InvalidInputError: listing every setting that differs and may not change on
+        resume.
     """
     new = config.to_dict()
     differences = []
@@ -443,8 +452,9 @@ def check_compatible(saved: dict, config: TrainConfig) -> None:
         if saved[key] != value:
             differences.append(f"{key}: saved {saved[key]!r}, now {value!r}")
     if differences:
-        raise ValueError("model_dir holds a run with incompatible settings; use another "
-                         "--model_dir or the saved values:\n  " + "\n  ".join(differences))
+        raise errors.InvalidInputError(
+                "--model_dir holds a run with incompatible settings; use another --model_dir "
+                "or the saved values:\n  " + "\n  ".join(differences))
 
 
 def changed_settings(saved: dict, config: TrainConfig) -> dict:

@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
+from alexnet_tf import errors
 from alexnet_tf.data import schema
 from alexnet_tf.distributed import strategy as strategy_lib
 from alexnet_tf.training import config as config_lib
@@ -62,9 +63,10 @@ def _num_train_examples(data_dir: str) -> int:
     from alexnet_tf.data import pipeline
     count = pipeline.num_records(data_dir, schema.TRAIN)
     if count is None:
-        raise FileNotFoundError(f"no {schema.MANIFEST_FILE} with a {schema.TRAIN!r} split in "
-                                f"{data_dir!r}: --data_dir must be the output of "
-                                "tools/convert_imagenet.py")
+        raise errors.MissingInputError(
+                f"no {schema.MANIFEST_FILE} with a {schema.TRAIN!r} split in "
+                f"{data_dir!r}: --data_dir must be the output of "
+                "tools/convert_imagenet.py")
     return count
 
 
@@ -84,15 +86,15 @@ def make_datasets(config: config_lib.TrainConfig, strategy, model_dir: str = "")
                         num_classes=num_classes)
     if config.data_source == "tfds":
         return _tfds_datasets(config, context, model_dir)
-    if not os.path.isdir(config.data_dir):
-        raise FileNotFoundError(f"--data_dir={config.data_dir!r} is not a directory: expected "
-                                "the output of tools/convert_imagenet.py")
+    errors.check_directory(config.data_dir, "--data_dir",
+                           "the output of tools/convert_imagenet.py")
     if not config.accept_changed_data:
         for split in (schema.TRAIN, schema.VALIDATION):
             input_pipeline.verify_shards(config.data_dir, split)
     num_classes = input_pipeline.read_num_classes(config.data_dir) or config.num_classes
     if not num_classes:
-        raise ValueError(f"no {schema.LABELS_FILE} in {config.data_dir!r}: set --num_classes")
+        raise errors.InvalidInputError(
+                f"no {schema.LABELS_FILE} in {config.data_dir!r}: set --num_classes")
     common = _pipeline_args(config, num_classes, context)
     service = _service_args(config, model_dir)
     skipped = _skipped(config)
@@ -165,8 +167,8 @@ def _tfds_datasets(config: config_lib.TrainConfig, context, model_dir: str) -> D
     from alexnet_tf.data import tfds_input
     num_train, num_classes, names = tfds_input.split_info(config.tfds_data_dir, schema.TRAIN)
     if config.num_classes and config.num_classes != num_classes:
-        raise ValueError(f"num_classes={config.num_classes} but the TFDS build at "
-                         f"{config.tfds_data_dir!r} has {num_classes} classes")
+        raise errors.InvalidInputError(f"num_classes={config.num_classes} but the TFDS build at "
+                                       f"{config.tfds_data_dir!r} has {num_classes} classes")
     common = _pipeline_args(config, num_classes, context)
     skipped = _skipped(config)
     train = tfds_input.build_tfds_dataset(config.tfds_data_dir, schema.TRAIN, training=True,

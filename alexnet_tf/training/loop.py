@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import atomic
+from alexnet_tf import errors
 from alexnet_tf import run_dir
 from alexnet_tf.data import damaged_shards
 from alexnet_tf.data import schema
@@ -65,7 +66,8 @@ def train_and_evaluate(config: config_lib.TrainConfig, model_dir: str,
       step, epoch, preempted (True when stopped by SIGTERM) and history (per epoch).
 
     Raises:
-      NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint is kept).
+      NonFiniteLossError: the loss, or a weight or slot about to be saved, became NaN/Inf
+        (only checkpoints whose weights gave a finite loss are kept).
       ValueError: bad settings, or settings incompatible with the run in model_dir.
       damaged_shards.DamagedShardError, bad_records.BadRecordError: data that cannot be
         read, named (without config.skip_bad_records).
@@ -119,8 +121,8 @@ def _prepare_model_dir(config, model_dir: str, datasets: Datasets, chief: bool,
     if config.num_classes == 0:
         config = dataclasses.replace(config, num_classes=datasets.num_classes)
     elif config.num_classes != datasets.num_classes:
-        raise ValueError(f"num_classes={config.num_classes} but the data has "
-                         f"{datasets.num_classes} classes")
+        raise errors.InvalidInputError(f"num_classes={config.num_classes} but the data has "
+                                       f"{datasets.num_classes} classes")
     saved = config_lib.load_saved(model_dir)
     if saved is not None:
         config_lib.check_compatible(saved, config)
@@ -161,8 +163,8 @@ def _build(config, model_dir: str, strategy, datasets: Datasets, task) -> _State
     """Creates the model, optimizer, counters, schedule, iterator and checkpoint."""
     keras.utils.set_random_seed(config.seed)  # Initialisation and dropout seeds.
     if config.batch_size % strategy.num_replicas_in_sync:
-        raise ValueError(f"batch_size={config.batch_size} must divide by the "
-                         f"{strategy.num_replicas_in_sync} replicas")
+        raise errors.InvalidInputError(f"batch_size={config.batch_size} must divide by the "
+                                       f"{strategy.num_replicas_in_sync} replicas")
     with strategy.scope():
         model = run_dir.build_model(dict(config.model_spec(), init=config.init),
                                     config.tower_devices)
@@ -262,7 +264,7 @@ def _loop(state: _State, config, model_dir: str, strategy, datasets: Datasets, t
             inspector.before_step(step)
             loss = float(train_step(state.iterator))
             step += 1
-            _check_finite(loss, step, state.manager)
+            _check_finite(loss, step, state, task)
             state.step.assign(step)
             _log_step(writers, progress, config, step, loss, state.optimizer)
             if step % config.log_every_steps == 0:
@@ -328,12 +330,35 @@ class _LearningRate:
             self._current = rate
 
 
-def _check_finite(loss: float, step: int, manager) -> None:
-    if not np.isfinite(loss):
-        raise NonFiniteLossError(
-                f"training loss is {loss} at step {step}: stopping without saving this state; "
-                f"the last good checkpoint is {manager.latest_checkpoint}. Lower "
-                "--learning_rate, or check the data and --precision.")
+def _check_finite(loss: float, step: int, state: _State, task) -> None:
+    """Stops on a NaN/Inf loss, keeping only checkpoints whose weights gave a finite one.
+
+    The loss of `step` is computed from the weights of step - 1, before the update: a
+    checkpoint of step - 1 holds weights that are finite but give this loss, so it is set
+    aside, and "last good" names the one before, whose next loss was finite.
+
+    Raises:
+      NonFiniteLossError: always, when `loss` is not finite.
+    """
+    if np.isfinite(loss):
+        return
+    last_good = state.manager.latest_checkpoint
+    if state.last_saved_step == step - 1 and last_good is not None:
+        kept = state.manager.checkpoints
+        last_good = kept[-2] if len(kept) > 1 else None
+        if task.is_chief:
+            last_good = checkpoints.set_aside_diverged(
+                    os.path.join(state.checkpoint_dir, os.path.basename(kept[-1])))
+    raise NonFiniteLossError(
+            f"training loss is {loss} at step {step}: stopping without saving this state; "
+            f"{_last_good_text(last_good)}. Rerun with a lower --learning_rate (allowed on "
+            "resume, recorded in config_history.json), or check the data and --precision.")
+
+
+def _last_good_text(prefix: Optional[str]) -> str:
+    if prefix is None:
+        return "no checkpoint is kept, so a rerun starts the run afresh"
+    return f"the last good checkpoint is {prefix}, where a rerun resumes"
 
 
 def _warn(message: Optional[str]) -> None:
@@ -406,9 +431,10 @@ def _save(state: _State, strategy, step: int) -> str:
     if not checkpoints.all_finite(state.model.variables + state.optimizer.variables):
         raise NonFiniteLossError(
                 f"weights or optimizer slots are NaN or Inf at step {step} (the loss can stay "
-                "finite for a step or two after the weights overflow): not saving them; the "
-                f"last good checkpoint is {state.manager.latest_checkpoint}. Rerun with a "
-                "lower --learning_rate (allowed on resume), or check the data and --precision.")
+                "finite for a step or two after the weights overflow): not saving them; "
+                f"{_last_good_text(state.manager.latest_checkpoint)}. Rerun with a lower "
+                "--learning_rate (allowed on resume, recorded in config_history.json), or "
+                "check the data and --precision.")
     if state.iterator_checkpoint is not None:
         state.iterator_checkpoint.save(step)
         # Barrier: every worker's input position is on disk before the chief's

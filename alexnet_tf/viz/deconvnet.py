@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import errors
 from alexnet_tf.nn import layers as alexnet_layers
 from alexnet_tf.nn import lrn
 from alexnet_tf.nn import receptive_fields
@@ -288,7 +289,7 @@ def top_activations(activations, num_maps: int, num_per_map: int):
     values = np.asarray(activations)
     batch, height, width, channels = values.shape
     if not 1 <= num_maps <= channels:
-        raise ValueError(f"num_maps must be in 1..{channels}, got {num_maps}")
+        raise errors.InvalidInputError(f"num_maps must be in 1..{channels}, got {num_maps}")
     per_image = values.reshape(batch, height * width, channels)  # (batch, positions, channels)
     per_image_max = per_image.max(axis=1)  # (batch, channels)
     maps = np.argsort(-per_image_max.max(axis=0), kind="stable")[:num_maps]

@@ -16,6 +16,7 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import errors
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data import schema
 
@@ -59,7 +60,7 @@ def expand_paths(patterns: Sequence[str]) -> List[str]:
         else:
             matches = sorted(glob.glob(pattern))
         if not matches:
-            raise FileNotFoundError(f"{pattern!r} matches no image file or TFRecord shard")
+            raise errors.MissingInputError(f"{pattern!r} matches no image file or TFRecord shard")
         paths.extend(matches)
     return paths
 
@@ -100,7 +101,7 @@ def read_images(patterns: Sequence[str], limit: Optional[int] = None) -> List[Im
             with open(path, "rb") as f:
                 records.append(ImageRecord(os.path.basename(path), f.read(), None, path))
     if not records:
-        raise ValueError(f"no images in {list(patterns)}")
+        raise errors.InvalidInputError(f"no images in {list(patterns)}")
     return records
 
 
@@ -163,7 +164,8 @@ def read_label_file(path: str) -> list:
     if path.endswith(".json"):
         labels = json.loads(text)
         if not isinstance(labels, list) or not all("index" in entry for entry in labels):
-            raise ValueError(f"{path!r} must be a list of {{'index', 'synset', 'name'}} entries")
+            raise errors.InvalidInputError(
+                    f"{path!r} must be a list of {{'index', 'synset', 'name'}} entries")
         return labels
     names = [line.strip() for line in text.splitlines() if line.strip()]
     return [{"index": index, "name": name} for index, name in enumerate(names)]

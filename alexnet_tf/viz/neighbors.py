@@ -21,6 +21,7 @@ import tensorflow as tf
 import tqdm
 
 from alexnet_tf import atomic
+from alexnet_tf import errors
 from alexnet_tf import model_source
 from alexnet_tf.viz import inputs as viz_inputs
 
@@ -143,7 +144,8 @@ def nearest(queries: np.ndarray, search: np.ndarray, k: int, chunk_size: int = 4
         raise ValueError(f"queries (Q, D) and search (N, D) must share D, got {queries.shape} "
                          f"and {search.shape}")
     if not 1 <= k <= len(search):
-        raise ValueError(f"k must be in 1..{len(search)} (the search set's size), got {k}")
+        raise errors.InvalidInputError(
+                f"k must be in 1..{len(search)} (the search set's size), got {k}")
     best_index = np.zeros((len(queries), 0), np.int64)
     best_distance = np.zeros((len(queries), 0))
     query_norms = (queries ** 2).sum(1)[:, None]  # (Q, 1)

@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import errors
+
 
 @dataclasses.dataclass
 class OcclusionResult:
@@ -46,9 +48,10 @@ class OcclusionResult:
 def positions(size: int, patch_size: int, stride: int) -> np.ndarray:
     """Top-left coordinates of the square along one axis; the last one touches the edge."""
     if not 0 < patch_size <= size:
-        raise ValueError(f"patch_size must be in 1..{size} (the image side), got {patch_size}")
+        raise errors.InvalidInputError(
+                f"patch_size must be in 1..{size} (the image side), got {patch_size}")
     if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+        raise errors.InvalidInputError(f"stride must be >= 1, got {stride}")
     starts = list(range(0, size - patch_size + 1, stride))
     if starts[-1] != size - patch_size:  # Cover the far edge too.
         starts.append(size - patch_size)

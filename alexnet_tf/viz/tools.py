@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 from absl import logging
 import numpy as np
 
+from alexnet_tf import errors
 from alexnet_tf import model_source
 from alexnet_tf.nn import layers
 from alexnet_tf.nn import models
@@ -56,8 +57,8 @@ def _true_labels(records, true_labels: Optional[Sequence[str]], names: Sequence[
     """Per image: the true class index (from the record or `true_labels`), or None."""
     if true_labels:
         if len(true_labels) != len(records):
-            raise ValueError(f"--true_labels has {len(true_labels)} entries for "
-                             f"{len(records)} images; give one per image")
+            raise errors.InvalidInputError(f"--true_labels has {len(true_labels)} entries for "
+                                           f"{len(records)} images; give one per image")
         by_name = {name: index for index, name in enumerate(names)}
         result = []
         for label in true_labels:
@@ -66,8 +67,8 @@ def _true_labels(records, true_labels: Optional[Sequence[str]], names: Sequence[
             elif label in by_name:
                 result.append(by_name[label])
             else:
-                raise ValueError(f"true label {label!r} is neither a class index "
-                                 f"0..{len(names) - 1} nor a class name")
+                raise errors.InvalidInputError(f"true label {label!r} is neither a class index "
+                                               f"0..{len(names) - 1} nor a class name")
         return result
     return [record.label for record in records]
 

@@ -343,10 +343,15 @@ def test_export_skips_a_damaged_latest_checkpoint(serving_run, tmp_path, corrupt
 _EXPORT_COMMAND_SCRIPT = textwrap.dedent("""
     import sys
     from absl import flags
+    from alexnet_tf import errors
     from alexnet_tf import export
     first, second, five_classes, export_dir = sys.argv[1:5]
     flags.FLAGS(["export", f"--model_dir={first},{five_classes}", f"--export_dir={export_dir}"])
-    assert export.main(["export"]) == 2
+    try:
+        export.main(["export"])
+        raise AssertionError("members with different classes were exported")
+    except errors.InvalidInputError as error:  # as run_command reports it, exit status 2
+        errors.report(error, "alexnet_tf.export")
     flags.FLAGS.model_dir = f"{first},{second}"
     assert export.main(["export"]) == 0
 """)
@@ -371,7 +376,7 @@ def ensemble_export(serving_run, ensemble_runs, tmp_path_factory):
 @pytest.mark.slow
 def test_export_refuses_members_with_other_classes(ensemble_runs, ensemble_export):
     lines = [line for line in ensemble_export["process"].stderr.splitlines()
-             if line.startswith("error:")]
+             if line.startswith("alexnet_tf.export: error:")]
     assert len(lines) == 1, ensemble_export["process"].stderr
     assert f"member 2 ({ensemble_runs['five_classes']['model_dir']}" in lines[0]
     assert "it scores 5 classes, member 1 6" in lines[0]

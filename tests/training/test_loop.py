@@ -101,7 +101,8 @@ def test_no_checkpoint_ever_holds_non_finite_weights(tmp_path, learning_rate):
     model_dir = str(tmp_path / "run")
     config = tiny_config(learning_rate=learning_rate, num_epochs=50, checkpoint_every_steps=1,
                          dropout_rate=0.0)
-    with pytest.raises(loop.NonFiniteLossError, match="last good checkpoint") as error:
+    with pytest.raises(loop.NonFiniteLossError,
+                       match="last good checkpoint|no checkpoint is kept") as error:
         loop.train_and_evaluate(config, model_dir, datasets=tiny_datasets())
     manager_dir = run_dir.checkpoint_dir(model_dir)
     prefixes = tf.train.get_checkpoint_state(manager_dir)
@@ -114,7 +115,7 @@ def test_no_checkpoint_ever_holds_non_finite_weights(tmp_path, learning_rate):
             if dtype.is_floating and name.startswith(("model", "optimizer")):
                 assert np.all(np.isfinite(reader.get_tensor(name))), (prefix, name)
     latest = tf.train.latest_checkpoint(manager_dir)
-    assert str(latest) in str(error.value)
+    assert (str(latest) if latest else "no checkpoint is kept") in str(error.value)
     if latest is not None:
         # The resume is accepted (before, a changed learning rate was refused).
         results = loop.train_and_evaluate(tiny_config(learning_rate=1e-4, num_epochs=50,
@@ -127,17 +128,36 @@ def test_no_checkpoint_ever_holds_non_finite_weights(tmp_path, learning_rate):
         assert history[-1]["changes"]["learning_rate"] == [learning_rate, 1e-4]
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+def _loss(model, datasets):
+    images, labels = next(iter(datasets.validation()))
+    return float(tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+            labels, model(images, training=False), from_logits=False)))
+
+
+@pytest.mark.parametrize("learning_rate", [1000.0, 1e12])
+def test_nan_loss_sets_aside_the_checkpoint_that_gave_it(tmp_path, learning_rate):
+    """Finite weights can be so large that the next loss overflows: that checkpoint is set
+    aside as diverged-ckpt-<step>, and the last good one named gives a finite loss."""
     model_dir = str(tmp_path / "run")
-    # A learning rate this large makes the loss overflow within a few steps.
-    config = tiny_config(learning_rate=1e12, num_epochs=50, checkpoint_every_steps=1,
+    config = tiny_config(learning_rate=learning_rate, num_epochs=50, checkpoint_every_steps=1,
                          dropout_rate=0.0)
-    with pytest.raises(loop.NonFiniteLossError, match="last good checkpoint"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"training loss is (nan|inf) at step (\d+)") \
+            as error:
         loop.train_and_evaluate(config, model_dir, datasets=tiny_datasets())
-    latest = tf.train.latest_checkpoint(run_dir.checkpoint_dir(model_dir))
-    if latest is not None:  # Every checkpoint kept holds finite weights.
-        model, _, _ = run_dir.restore_model(model_dir)
-        assert all(np.all(np.isfinite(w)) for w in _weights(model))
+    failed_step = int(error.value.args[0].split(" at step ")[1].split(":")[0])
+    directory = run_dir.checkpoint_dir(model_dir)
+    # The weights of the step before gave the non-finite loss: set aside, not deleted.
+    assert _checkpoint_names(directory, "diverged-ckpt-*.index") == [
+            f"diverged-ckpt-{failed_step - 1}"]
+    latest = tf.train.latest_checkpoint(directory)
+    if latest is None:
+        assert "no checkpoint is kept" in str(error.value)
+        return
+    assert latest.endswith(f"ckpt-{failed_step - 2}")
+    assert f"the last good checkpoint is {latest}" in str(error.value)
+    model, _, _ = run_dir.restore_model(model_dir)
+    assert all(np.all(np.isfinite(w)) for w in _weights(model))
+    assert np.isfinite(_loss(model, tiny_datasets()))
 
 
 def test_sigterm_saves_and_stops(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf import errors
 from alexnet_tf.data import pipeline as input_pipeline
 from alexnet_tf.data import preprocessing
 from alexnet_tf.data import schema
@@ -54,7 +55,7 @@ def stats_from_sums(image_sum: np.ndarray, outer_sum: np.ndarray, num_images: in
       ValueError: no images.
     """
     if num_images <= 0:
-        raise ValueError("cannot compute statistics of 0 images")
+        raise errors.InvalidInputError("cannot compute statistics of 0 images")
     mean_image = image_sum / num_images  # (R, R, 3), 0..255
     num_pixels = num_images * image_sum.shape[0] * image_sum.shape[1]
     mean_unit = image_sum.sum(axis=(0, 1)) / num_pixels / 255.0  # (3,), 0..1
@@ -116,6 +117,7 @@ def compute_stats(data_dir: str, *, split: str = schema.TRAIN,
       ValueError: the shards hold no images.
     """
     from tqdm import tqdm  # Local import: only for the progress bar.
+    input_pipeline.list_shards(data_dir, split)  # Before the bar: a missing split is an error.
     accumulator = _Accumulator(resize_size)
     with tqdm(total=_expected_count(data_dir, split, max_images), unit="img",
               disable=not show_progress, desc="statistics") as bar:

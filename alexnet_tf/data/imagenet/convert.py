@@ -413,10 +413,9 @@ def convert(options: ConvertOptions) -> ConvertResult:
       ValueError: empty or mis-laid input, unknown formats, or an output directory that
         holds shards of another conversion.
     """
-    if not os.path.isdir(options.imagenet_dir):
-        raise errors.MissingInputError(
-                f"--imagenet_dir {options.imagenet_dir!r} is not a "
-                "directory")
+    errors.check_directory(options.imagenet_dir, "--imagenet_dir",
+                           "<class name>/<images>, or train/<class name>/ and/or val/")
+    errors.check_output_directory(options.output_dir, "--output_dir")
     files, rejected, sources = _find_files(options)
     synsets = _class_list(options, files)
     os.makedirs(options.output_dir, exist_ok=True)

@@ -29,6 +29,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
+from alexnet_tf import errors
+
 # (name, RGB colour); the shape is drawn by _draw_pattern for the same index.
 CLASSES = (
         ("red disc", (220, 30, 30)),
@@ -170,10 +172,12 @@ def make_demo_data(output_dir: str, *, num_classes: int = 10, num_train_per_clas
         (only a folder made by this function is ever deleted).
     """
     if not 1 <= num_classes <= len(CLASSES):
-        raise ValueError(f"num_classes must be in 1..{len(CLASSES)}, got {num_classes}")
+        raise errors.InvalidInputError(
+                f"num_classes must be in 1..{len(CLASSES)}, got {num_classes}")
     if num_train_per_class < 5 or num_val_per_class < 1:
-        raise ValueError("need num_train_per_class >= 5 and num_val_per_class >= 1, got "
-                         f"{num_train_per_class}, {num_val_per_class}")
+        raise errors.InvalidInputError(
+                "need num_train_per_class >= 5 and num_val_per_class >= 1, got "
+                f"{num_train_per_class}, {num_val_per_class}")
     settings = {"num_classes": num_classes, "num_train_per_class": num_train_per_class,
                 "num_val_per_class": num_val_per_class, "seed": seed, "version": 1}
     settings_path = os.path.join(output_dir, SETTINGS_FILE)
@@ -184,8 +188,9 @@ def make_demo_data(output_dir: str, *, num_classes: int = 10, num_train_per_clas
                 if json.load(f) == settings:
                     return output_dir, False
         if not (overwrite and made_here):
-            raise ValueError(f"{output_dir!r} exists and is not empty; choose another "
-                             "--output_dir (--overwrite only replaces an earlier demo dataset)")
+            raise errors.InvalidInputError(
+                    f"{output_dir!r} exists and is not empty; choose another "
+                    "--output_dir (--overwrite only replaces an earlier demo dataset)")
     tmp_dir = output_dir.rstrip("/") + ".incomplete"
     shutil.rmtree(tmp_dir, ignore_errors=True)
     os.makedirs(tmp_dir)

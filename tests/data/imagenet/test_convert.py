@@ -306,7 +306,7 @@ def test_seed_decides_the_assignment_to_shards(converted, imagenet_dir, tmp_path
 
 
 def test_input_errors_name_what_was_expected(imagenet_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a directory"):
+    with pytest.raises(FileNotFoundError, match="--imagenet_dir=.*missing does not exist"):
         imagenet_convert.convert(options(str(tmp_path / "missing"), str(tmp_path / "out")))
     os.makedirs(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match=r"no train directory .*train/"):
