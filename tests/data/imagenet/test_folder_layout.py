@@ -186,7 +186,7 @@ def test_bad_input_is_named(tmp_path, write_images, write_file):
                        **kwargs})
         return errors.one_line(caught.value)
 
-    assert "is not a directory" in message(imagenet_dir=tmp_path / "missing")
+    assert "does not exist" in message(imagenet_dir=tmp_path / "missing")
     os.makedirs(tmp_path / "photos")
     write_file(f"{tmp_path}/photos/loose.jpg")
     assert "no class folders" in message(validation_fraction=0.1)
@@ -207,7 +207,7 @@ def test_bad_input_is_named(tmp_path, write_images, write_file):
 
 
 @pytest.mark.parametrize("arguments, expected", [
-        (["--imagenet_dir={tmp}/missing"], "is not a directory"),
+        (["--imagenet_dir={tmp}/missing"], "does not exist"),
         (["--imagenet_dir={tmp}", "--validation_fraction=2"],
          "--validation_fraction must be in [0, 1)"),
 ])
