@@ -42,9 +42,12 @@ def prepare_data(data_dir: Optional[str], output_dir: str, *, resize: int, seed:
     `resize`, as `train --make_demo_data` does.
 
     Raises:
-      errors.MissingInputError: `data_dir` holds no converted records.
+      errors.MissingInputError: `data_dir` does not exist or holds no converted records.
+      errors.InvalidInputError: `data_dir` is a file.
     """
     if data_dir:
+        errors.check_directory(data_dir, "--data_dir",
+                               "records written by tools/convert_imagenet.py")
         if not os.path.isfile(os.path.join(data_dir, schema.MANIFEST_FILE)):
             raise errors.MissingInputError(
                     f"--data_dir={data_dir!r} holds no {schema.MANIFEST_FILE}: expected "
