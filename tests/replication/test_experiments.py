@@ -159,8 +159,8 @@ def test_ablations_command_end_to_end_then_rerun_skips(records, tmp_path, repo_r
                                       "bogus"),
         (["figure1"], "--output_dir is required"),
         (["ablations", "--output_dir=o", "--rows=no_relu"], "--rows: unknown no_relu"),
-        (["figure1", "--output_dir=o", "--data_dir=missing"], "--data_dir='missing' holds "
-                                                             "no manifest.json"),
+        (["figure1", "--output_dir=o", "--data_dir=missing"], "--data_dir=missing does not "
+                                                             "exist"),
 ])
 def test_bad_input_is_one_line_with_status_2(args, message, repo_root, tmp_path):
     process = _command(repo_root, *[arg.replace("=o", f"={tmp_path}/o") for arg in args])
